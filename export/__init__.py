@@ -1,0 +1,1 @@
+"""Export stage: the student as TFLite and Core ML artifacts in a task bundle, with parity proven on real data."""

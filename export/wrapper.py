@@ -1,0 +1,115 @@
+"""The one export-ready form of a student, shared by the TFLite and Core ML exports.
+
+Hugging Face's BERT builds its attention mask with ops the converters reject (`new_ones`, -inf
+fills). This wrapper spells the encoder out with plain tensor ops over the student's own weights:
+int32 inputs, an additive mask built inside with a finite fp16-safe value, and no dropout.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from distill.errors import UserError
+
+# Finite and far below any real attention score; float32 min would overflow to -inf in fp16 and give NaN.
+MASK_VALUE = -1e4
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+CLASSIFIER_OUTPUTS = ("logits",)
+QA_OUTPUTS = ("start_logits", "end_logits")
+_SUPPORTED = {"BertForSequenceClassification": "classification", "BertForQuestionAnswering": "qa"}
+
+
+def head_of(model: nn.Module) -> str:
+    """'classification' or 'qa'; anything else is refused with a clear message."""
+    head = _SUPPORTED.get(type(model).__name__)
+    if head is None or getattr(model.config, "model_type", None) != "bert":
+        raise UserError(f"{type(model).__name__} is not a BERT-family classifier or QA model; export needs BertForSequenceClassification or BertForQuestionAnswering")
+    if getattr(model.config, "position_embedding_type", "absolute") != "absolute":
+        raise UserError("only absolute position embeddings are supported for export")
+    return head
+
+
+class ExportableBert(nn.Module):
+    """BERT encoder plus task head, written out for converters. Outputs match the HF model in eval mode."""
+
+    def __init__(self, model: nn.Module, mask_value: float = MASK_VALUE):
+        super().__init__()
+        self.head = head_of(model)
+        self.model = model.eval()
+        self.bert = model.bert
+        config = model.config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.eps = config.layer_norm_eps
+        self.mask_value = float(mask_value)
+        self.max_positions = config.max_position_embeddings
+        self.output_names = CLASSIFIER_OUTPUTS if self.head == "classification" else QA_OUTPUTS
+
+    def _attention(self, layer, hidden, additive_mask):
+        attn = layer.attention.self
+        batch, seq, width = hidden.shape
+
+        def split(x):
+            return x.reshape(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = split(attn.query(hidden)), split(attn.key(hidden)), split(attn.value(hidden))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim)) + additive_mask
+        context = torch.matmul(torch.softmax(scores, dim=-1), v)
+        context = context.transpose(1, 2).reshape(batch, seq, width)
+        out = layer.attention.output
+        return out.LayerNorm(out.dense(context) + hidden)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        seq = input_ids.shape[1]
+        emb = self.bert.embeddings
+        positions = torch.arange(seq, dtype=torch.int32).unsqueeze(0)
+        hidden = (emb.word_embeddings(input_ids.to(torch.int32))
+                  + emb.position_embeddings(positions)
+                  + emb.token_type_embeddings(token_type_ids.to(torch.int32)))
+        hidden = emb.LayerNorm(hidden)
+        # (batch, 1, 1, seq): 0 where attended, MASK_VALUE where padded.
+        additive_mask = (1.0 - attention_mask.to(hidden.dtype))[:, None, None, :] * self.mask_value
+        for layer in self.bert.encoder.layer:
+            hidden = self._attention(layer, hidden, additive_mask)
+            ffn = layer.output.dense(layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden)))
+            hidden = layer.output.LayerNorm(ffn + hidden)
+        if self.head == "classification":
+            pooled = torch.tanh(self.bert.pooler.dense(hidden[:, 0]))
+            return self.model.classifier(pooled)
+        start, end = self.model.qa_outputs(hidden).split(1, dim=-1)
+        return start.squeeze(-1), end.squeeze(-1)
+
+    def check_bucket(self, seq_len: int) -> None:
+        if seq_len > self.max_positions:
+            raise UserError(f"bucket {seq_len} is longer than the model's {self.max_positions} position embeddings; use buckets <= {self.max_positions}")
+
+    def example_inputs(self, seq_len: int, batch: int = 1):
+        """Valid int32 inputs of one bucket, for tracing."""
+        self.check_bucket(seq_len)
+        ids = torch.randint(1, self.bert.embeddings.word_embeddings.num_embeddings, (batch, seq_len), dtype=torch.int32)
+        mask = torch.ones(batch, seq_len, dtype=torch.int32)
+        mask[:, seq_len // 2:] = 0
+        return ids, mask, torch.zeros(batch, seq_len, dtype=torch.int32)
+
+
+def load_student(student_dir) -> nn.Module:
+    """Load a student folder (safetensors only, no remote code) as its classifier or QA model."""
+    from pathlib import Path
+
+    from transformers import AutoConfig, BertForQuestionAnswering, BertForSequenceClassification
+
+    path = Path(student_dir)
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path} is not a model folder (no config.json); pass the output folder of `python -m distill`")
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    if config.model_type != "bert":
+        raise UserError(f"{path} holds a {config.model_type!r} model, not BERT-family; export supports BERT classifiers and QA models")
+    arch = (config.architectures or [""])[0]
+    cls = {"BertForSequenceClassification": BertForSequenceClassification, "BertForQuestionAnswering": BertForQuestionAnswering}.get(arch)
+    if cls is None:
+        raise UserError(f"{path} holds a {arch or 'headless'} model; export needs BertForSequenceClassification or BertForQuestionAnswering")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"{path} has no safetensors weights; save the model with safe_serialization (pickle weights are refused)")
+    return cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()

@@ -1,0 +1,1 @@
+"""On-device runtime (numpy and the standard library only) and the Kivy demo app."""

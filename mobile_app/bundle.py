@@ -1,0 +1,66 @@
+"""A task bundle on disk: its manifest (`bundle.json`) and the checks that refuse a tampered one.
+
+Standard library only: the app reads bundles on the phone with this same code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+MANIFEST_NAME = "bundle.json"
+FORMAT_NAME = "tinybert-mobile-bundle"
+FORMAT_VERSION = 1
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, incomplete, tampered or not what the caller asked for."""
+
+
+def sha256_path(path: str | Path) -> str:
+    """sha256 of a file, or of a directory (e.g. an .mlpackage) as its sorted relative paths and contents."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(bytes.fromhex(sha256_path(child)))
+        return digest.hexdigest()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(bundle_dir: str | Path) -> dict:
+    """The parsed manifest, without checking file hashes."""
+    manifest_path = Path(bundle_dir) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(f"{bundle_dir} is not a bundle (no {MANIFEST_NAME}); build one with `python -m export tflite STUDENT_DIR --out {bundle_dir}`")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{manifest_path} is not valid JSON ({error}); re-export the bundle") from None
+    if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{manifest_path} is not a {FORMAT_NAME} v{FORMAT_VERSION} manifest; re-export the bundle with this version of the kit")
+    return manifest
+
+
+def load_manifest(bundle_dir: str | Path, task: str | None = None, verify_files: bool = True) -> dict:
+    """Read and check a bundle: every listed file present with its recorded sha256, and the expected task."""
+    manifest = read_manifest(bundle_dir)
+    if task is not None and manifest.get("task") != task:
+        raise BundleError(f"{bundle_dir} holds a {manifest.get('task')!r} bundle, not {task!r}; pick the bundle built for {task!r}")
+    if verify_files:
+        for name, expected in manifest.get("files", {}).items():
+            path = Path(bundle_dir) / name
+            if not path.exists():
+                raise BundleError(f"{bundle_dir}: {name} is listed in {MANIFEST_NAME} but missing; re-export the bundle")
+            if sha256_path(path) != expected:
+                raise BundleError(f"{bundle_dir}: {name} does not match its sha256 in {MANIFEST_NAME} (tampered or corrupted); re-export the bundle")
+    return manifest
+
+
+def artifacts(manifest: dict, fmt: str | None = None) -> list[dict]:
+    """The manifest's artifact entries, optionally only one format ('tflite' or 'coreml')."""
+    return [a for a in manifest.get("artifacts", []) if fmt is None or a.get("format") == fmt]

