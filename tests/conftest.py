@@ -33,3 +33,31 @@ def tiny_qa_dir(tmp_path_factory) -> Path:
     from tests.tiny_models import make_tiny_bert
 
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_qa"), head="qa")
+
+
+# TFLite bundles of the tiny models, converted once per session (conversion is the slow part). Tests that
+# change a bundle copy it first: these stay pristine.
+TINY_BUCKETS = (16, 32)
+TINY_QA_BUCKETS = (64, 128)
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite_bundle(tiny_classifier_dir, data_dir, tmp_path_factory) -> Path:
+    """Sentiment bundle of the tiny classifier: fp32, fp16, int8-dynamic, int8-static, buckets 16/32."""
+    from export.tflite import export_tflite
+
+    out = tmp_path_factory.mktemp("tflite_cls") / "sentiment"
+    export_tflite(tiny_classifier_dir, out, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"), task="sentiment",
+                  data_dir=data_dir, buckets=TINY_BUCKETS, calibration_examples=24, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_tflite_bundle(tiny_qa_dir, data_dir, tmp_path_factory) -> Path:
+    """QA bundle of the tiny QA model: fp32 and int8-dynamic, buckets 64/128."""
+    from export.tflite import export_tflite
+
+    out = tmp_path_factory.mktemp("tflite_qa") / "qa"
+    export_tflite(tiny_qa_dir, out, precisions=("fp32", "int8-dynamic"), task="qa", data_dir=data_dir,
+                  buckets=TINY_QA_BUCKETS, progress=False)
+    return out

@@ -1,6 +1,7 @@
 """Tiny random BERT models saved as real model folders, for fast tests of every stage."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
     """Save a random BERT with the real uncased vocab, a head for `head`, and its tokenizer files."""
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
-    tokenizer = BertTokenizerFast(vocab_file=str(teacher_base_dir() / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores `vocab_file=` (a 5-token vocab) and saves no vocab.txt: load the base, copy vocab.txt.
+    tokenizer = BertTokenizerFast.from_pretrained(teacher_base_dir())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=max_positions)
     if head == "classification":
@@ -31,4 +33,5 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
         model = BertForQuestionAnswering(config)
     model.eval().save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    shutil.copyfile(teacher_base_dir() / "vocab.txt", out_dir / "vocab.txt")
     return out_dir

@@ -1,0 +1,96 @@
+"""Distil the three tasks with the offline teacher and print teacher vs student quality, size and training time.
+
+    python benchmarks/bench_distill.py --data-dir ../shared/data [--preset quick|full] [--tasks sentiment spam qa]
+
+Writes OUT/<preset>/<task>/ (teacher, general, student), and OUT/bench_distill_<preset>.{md,json,png}.
+A task already distilled with the same settings is read back from its distill_report.json, not retrained.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from distill.api import REPORT_FILE, run_task  # noqa: E402
+from distill.errors import UserError  # noqa: E402
+from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
+
+COLUMNS = ("task", "metric", "teacher", "student", "retention %", "teacher params", "student params", "student MB",
+           "teacher fine-tune s", "general s", "distil s", "total s", "total CPU s")
+
+
+def row(report: dict) -> dict:
+    wall = report["wall_seconds"]
+    teacher, student = report["teacher"], report["student"]
+    metric = report["metric"]
+    return {"task": report["task"], "metric": metric, "teacher": round(teacher["metrics"][metric], 2),
+            "student": round(student["metrics"][metric], 2),
+            "retention %": round(100 * report["retention"], 1) if report["retention"] is not None else None,
+            "teacher params": teacher["parameters"], "student params": student["parameters"],
+            "student MB": round(student["weights_bytes"] / 1e6, 1), "teacher fine-tune s": wall.get("teacher", 0.0),
+            "general s": wall.get("general", 0.0), "distil s": round(wall.get("intermediate", 0) + wall.get("prediction", 0), 1),
+            "total s": wall["total"], "total CPU s": wall.get("cpu_total")}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [r["teacher"] for r in rows], width=0.4, label="teacher")
+    ax.bar([i + 0.2 for i in x], [r["student"] for r in rows], width=0.4, label="student")
+    ax.set_xticks(list(x), [f"{r['task']}\n({r['metric']})" for r in rows])
+    ax.set_ylabel("eval metric (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV))
+    parser.add_argument("--preset", default="quick", choices=("quick", "full"))
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--teacher", default=None, help="BERT folder or hub id (default: the offline MiniLM-L6-H384 base)")
+    parser.add_argument("--student", default="tinybert-4l-312d")
+    parser.add_argument("--out", default="runs/bench_distill")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    began, rows = time.time(), []
+    try:
+        for task in args.tasks:
+            student_dir = run_task(task, args.data_dir, out / args.preset / task, preset=args.preset, teacher=args.teacher,
+                                   student=args.student)
+            rows.append(row(json.loads((student_dir / REPORT_FILE).read_text())))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    table = markdown(rows)
+    print(f"\nTinyBERT distillation, preset {args.preset}, student {args.student} "
+          f"(sum of the tasks' recorded wall times {sum(r['total s'] for r in rows):.0f}s; this invocation {time.time() - began:.0f}s)\n")
+    print(table)
+    (out / f"bench_distill_{args.preset}.md").write_text(table + "\n")
+    (out / f"bench_distill_{args.preset}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot(rows, out / f"bench_distill_{args.preset}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The Python API of the distillation stage, used by the CLI and the one-command pipeline.
+
+`run_task` chains: teacher (fine-tuned and cached when it lacks the task head) -> student initialisation
+(random, our own general distillation, or a general TinyBERT checkpoint) -> intermediate-layer distillation
+-> prediction-layer distillation -> evaluation of teacher and student -> OUT/student/ + distill_report.json.
+Work already done is skipped: the cached teacher and general student, and a student whose report carries
+the same run key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+from distill.errors import UserError
+from distill.evaluate import evaluate
+from distill.general import general_distill, read_corpus, task_texts
+from distill.objectives import IntermediateObjective, PredictionObjective
+from distill.outputs import replace_dir, save_model_folder, weights_bytes, write_json
+from distill.settings import settings_for
+from distill.student import check_general_source, load_general_encoder, new_student, resolve_shape, student_config
+from distill.tasks import get_task
+from distill.teacher import (default_teacher, has_task_head, load_tokenizer, prepare_teacher, source_identity,
+                             task_features, teacher_config)
+from distill.trainer import EpochBudget, Interrupted, Phase, make_accelerator, run_phase
+
+REPORT_FILE = "distill_report.json"
+STAGES = ("teacher", "general", "task")
+
+
+def _sample(examples: list[dict], limit: int | None, seed: int, keep_order: bool) -> list[dict]:
+    """A seeded random subset (all when limit is None); eval subsets keep the file order."""
+    if not limit or limit >= len(examples):
+        return list(examples)
+    picked = random.Random(seed).sample(range(len(examples)), limit)
+    return [examples[i] for i in (sorted(picked) if keep_order else picked)]
+
+
+def _parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class _Run:
+    """Everything a run needs, validated before anything is written."""
+
+    def __init__(self, task, data_dir, out_dir, preset, teacher, student, seed, max_train_examples, max_eval_examples,
+                 overrides, init, corpus=None):
+        self.task = get_task(task)
+        overrides = dict(overrides or {})
+        if max_train_examples is not None:
+            overrides["max_train_examples"] = max_train_examples
+        if max_eval_examples is not None:
+            overrides["max_eval_examples"] = max_eval_examples
+        self.preset, self.seed, self.out = preset, int(seed), Path(out_dir)
+        self.settings = settings_for(self.task, preset, overrides)
+        self.shape = resolve_shape(student)
+        self.teacher_source = str(teacher) if teacher is not None else default_teacher()
+        self.teacher_config = teacher_config(self.teacher_source)
+        self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
+        self.init = str(init)
+        if self.init not in ("random", "general") and not Path(self.init).exists() and self.init.count("/") != 1:
+            raise UserError(f"--init {self.init!r} is not 'random', 'general', a folder or a hub id (owner/name)")
+        if self.init not in ("random", "general"):
+            check_general_source(self.init, self.shape)
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} exists and is not a folder; pass a folder path")
+        self.corpus = read_corpus(corpus) if corpus else None
+        splits = self.task.load(data_dir) if self.corpus is None or data_dir is not None else {"train": [], "eval": []}
+        self.train = _sample(splits["train"], self.settings.max_train_examples, self.seed, keep_order=False)
+        # general distillation may read texts beyond the labelled subset: the whole train split, labels unused
+        self.unlabelled = _sample(splits["train"], None, self.seed, keep_order=False)
+        random.Random(self.seed).shuffle(self.unlabelled)
+        self.eval = _sample(splits["eval"], self.settings.max_eval_examples, self.seed, keep_order=True)
+        self.tokenizer = load_tokenizer(self.teacher_source)
+
+    def key(self) -> str:
+        blob = {"task": self.task.name, "settings": self.settings.as_dict(), "shape": self.shape.__dict__, "seed": self.seed,
+                "init": self.init, "teacher": source_identity(self.teacher_source),
+                "data": hashlib.sha256(json.dumps([self.train, self.eval], sort_keys=True).encode()).hexdigest()}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, student="tinybert-4l-312d", seed: int = 42,
+             max_train_examples: int | None = None, max_eval_examples: int | None = None, overrides: dict | None = None,
+             init: str = "general", resume: bool = False, stop_after_epochs: int | None = None, stages=STAGES,
+             corpus=None, accelerator=None) -> Path:
+    """Distil a student for `task` into OUT/student/ and return that folder.
+
+    `teacher`: a BERT folder or hub id (default: the offline MiniLM-L6-H384 base); one that already has the task's
+    head (e.g. a tiny random BERT classifier in tests) is used as is. `student`: a preset name or
+    {"layers", "hidden", "heads", "intermediate"}. `init`: "random", "general" (our general distillation, OUT/general/)
+    or a general TinyBERT folder / hub id. `overrides`: any DistillSettings field. `stop_after_epochs` stops after
+    that many epochs (raises Interrupted); `resume=True` continues from the checkpoints in OUT/checkpoints/.
+    `stages` limits the work to some of ("teacher", "general", "task"); a missing earlier stage is an error.
+    """
+    began, cpu_began = time.time(), time.process_time()
+    stages = tuple(stages)
+    if "general" in stages and "task" not in stages:
+        init = "general"
+    run = _Run(task, data_dir, out_dir, preset, teacher, student, seed, max_train_examples, max_eval_examples, overrides, init, corpus)
+    student_dir = run.out / "student"
+    run_key = run.key()
+    if "task" in stages and (student_dir / REPORT_FILE).is_file() and json.loads((student_dir / REPORT_FILE).read_text()).get("run_key") == run_key:
+        print(f"student: {student_dir} is up to date (same run key); nothing to do")
+        return student_dir
+    if "task" in stages and "teacher" not in stages and not has_task_head(run.teacher_config, run.task) and not (run.out / "teacher" / "teacher_key.json").is_file():
+        raise UserError(f"no fine-tuned teacher in {run.out / 'teacher'}; run `python -m distill teacher` (or `run`) first")
+    if "task" in stages and "general" not in stages and run.init == "general" and not (run.out / "general" / "config.json").is_file():
+        raise UserError(f"no general student in {run.out / 'general'}; run `python -m distill general` first or pass --init random")
+
+    accelerator = accelerator or make_accelerator()
+    budget = EpochBudget(stop_after_epochs)
+    s, timings = run.settings, {}
+    try:
+        t0 = time.time()
+        teacher_info = general_info = None
+        if "teacher" in stages or "task" in stages:
+            teacher, teacher_info = prepare_teacher(accelerator, run.teacher_source, run.task, run.train, s, run.seed, run.out, resume, budget)
+            teacher.to(accelerator.device)
+            timings["teacher"] = round(time.time() - t0, 1)
+        if run.init == "general" and "general" in stages:
+            t0 = time.time()
+            _, general_info = general_distill(accelerator, run.teacher_source, run.shape, run.corpus or task_texts(run.task, run.unlabelled), s,
+                                              run.seed, run.out, resume, budget)
+            timings["general"] = round(time.time() - t0, 1)
+        if "task" not in stages:
+            return Path(general_info["dir"]) if general_info else Path(teacher_info["dir"])
+
+        student = new_student(run.student_config, run.seed)
+        init_info = {"kind": "random"}
+        if run.init == "general":
+            init_info = {"kind": "general", **load_general_encoder(student, run.out / "general")}
+        elif run.init != "random":
+            init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
+        student.to(accelerator.device)
+        features = task_features(run.tokenizer, run.task, run.train, s)
+        common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,
+                      warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, pad_id=run.tokenizer.pad_token_id)
+        t0 = time.time()
+        intermediate = run_phase(accelerator, Phase("intermediate", IntermediateObjective(student, teacher), features,
+                                                    s.intermediate_epochs, s.intermediate_lr), **common)
+        timings["intermediate"] = round(time.time() - t0, 1)
+        t0 = time.time()
+        prediction = run_phase(accelerator, Phase("prediction", PredictionObjective(student, teacher, s.temperature), features,
+                                                  s.prediction_epochs, s.prediction_lr), **common)
+        timings["prediction"] = round(time.time() - t0, 1)
+    except Interrupted as stop:
+        accelerator.print(f"interrupted: {stop}")
+        raise
+
+    t0 = time.time()
+    teacher_metrics = evaluate(accelerator, teacher, run.task, run.tokenizer, run.eval, s, desc="eval teacher")
+    student_metrics = evaluate(accelerator, student, run.task, run.tokenizer, run.eval, s, desc="eval student")
+    timings["evaluation"] = round(time.time() - t0, 1)
+    timings["total"] = round(time.time() - began, 1)
+    # CPU seconds of this process (all threads): wall time on a machine shared with other jobs says little
+    timings["cpu_total"] = round(time.process_time() - cpu_began, 1)
+    metric = run.task.metric
+    report = {
+        "run_key": run_key, "task": run.task.name, "head": run.task.head, "labels": list(run.task.labels), "metric": metric,
+        "preset": run.preset, "seed": run.seed, "settings": s.as_dict(),
+        "data": {"train_examples": len(run.train), "train_features": len(features), "eval_examples": len(run.eval)},
+        "teacher": {**teacher_info, "metrics": teacher_metrics, "parameters": _parameters(teacher),
+                    "layers": run.teacher_config.num_hidden_layers, "hidden": run.teacher_config.hidden_size},
+        "student": {"shape": run.shape.__dict__, "init": init_info, "metrics": student_metrics, "parameters": _parameters(student)},
+        "retention": (student_metrics[metric] / teacher_metrics[metric]) if teacher_metrics[metric] else None,
+        "general": general_info, "phases": {"intermediate": intermediate, "prediction": prediction},
+        "layer_mapping": IntermediateObjective(student, teacher).mapping, "wall_seconds": timings,
+        "processes": accelerator.num_processes,
+    }
+    if accelerator.is_main_process:
+        with replace_dir(student_dir) as stage:
+            save_model_folder(accelerator.unwrap_model(student), run.tokenizer, stage)
+            report["student"]["weights_bytes"] = weights_bytes(stage)
+            teacher_dir = Path(teacher_info["dir"])
+            report["teacher"]["weights_bytes"] = weights_bytes(teacher_dir) if teacher_dir.is_dir() else None
+            write_json(stage / REPORT_FILE, report)
+        shutil.rmtree(run.out / "checkpoints", ignore_errors=True)
+        print(f"{run.task.name}: teacher {metric} {teacher_metrics[metric]:.2f}, student {student_metrics[metric]:.2f} "
+              f"(retention {100 * (report['retention'] or 0):.1f}%), {report['student']['parameters']:,} student parameters, "
+              f"{timings['total']:.0f}s -> {student_dir}")
+    accelerator.wait_for_everyone()
+    return student_dir
+
+
+def run_general(task: str, data_dir, out_dir, corpus=None, **kwargs) -> Path:
+    """General distillation only, into OUT/general/: on `corpus` text files, else on the task's training texts."""
+    kwargs.pop("stages", None)
+    return run_task(task, data_dir, out_dir, stages=("general",), corpus=corpus, **kwargs)

@@ -1,0 +1,79 @@
+"""Task-agnostic general distillation: the teacher's base encoder teaches a fresh student encoder on plain text.
+
+Only the intermediate-layer losses are used (attention scores + hidden states), as in TinyBERT's general
+stage. The corpus is text files with one text per line; offline, the task's own training texts serve.
+The result, OUT/general/, is a BertModel folder that `--init general` loads into the task student.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from transformers import BertModel
+
+from distill.errors import UserError
+from distill.features import text_features
+from distill.objectives import IntermediateObjective
+from distill.outputs import replace_dir, save_model_folder
+from distill.student import StudentShape, student_config
+from distill.teacher import source_identity, load_tokenizer, teacher_config
+from distill.trainer import Phase, run_phase
+
+KEY_FILE = "general_key.json"
+
+
+def read_corpus(paths) -> list[str]:
+    """Non-empty lines of each text file."""
+    texts = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"corpus file {path} not found; pass text files with one text per line")
+        texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise UserError(f"the corpus {', '.join(map(str, paths))} has no text; pass files with one text per line")
+    return texts
+
+
+def task_texts(task, examples: list[dict]) -> list[str]:
+    """The texts of a task's training examples: sentences/messages, or each distinct SQuAD context and question."""
+    if not task.is_qa:
+        return [e["text"] for e in examples]
+    contexts = list(dict.fromkeys(e["context"] for e in examples))
+    return contexts + [e["question"] for e in examples]
+
+
+def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts: list[str], settings, seed: int,
+                    out_dir: Path, resume: bool, budget) -> tuple[Path, dict]:
+    """Distil (or reuse, when the cache key matches) a general student encoder into OUT/general/."""
+    general_dir = Path(out_dir) / "general"
+    if settings.general_max_texts:
+        texts = texts[:settings.general_max_texts]
+    fields = {k: v for k, v in settings.as_dict().items() if k.startswith("general_") or k in ("max_seq_length", "batch_size", "warmup_ratio", "weight_decay")}
+    key = hashlib.sha256(json.dumps({"teacher": source_identity(teacher_source), "shape": shape.__dict__, "settings": fields, "seed": seed,
+                                     "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}, sort_keys=True).encode()).hexdigest()
+    if (general_dir / KEY_FILE).is_file() and json.loads((general_dir / KEY_FILE).read_text()).get("key") == key:
+        accelerator.print(f"general: reusing the general student cached in {general_dir}")
+        return general_dir, {"dir": str(general_dir), "cached": True, **json.loads((general_dir / KEY_FILE).read_text()).get("summary", {})}
+    t_config = teacher_config(teacher_source)
+    tokenizer = load_tokenizer(teacher_source)
+    teacher = BertModel.from_pretrained(teacher_source, use_safetensors=True, trust_remote_code=False, add_pooling_layer=False)
+    teacher.to(accelerator.device)
+    config = student_config(shape, t_config, head="qa")
+    config.architectures = ["BertModel"]
+    torch.manual_seed(seed)
+    student = BertModel(config)
+    phase = Phase("general", IntermediateObjective(student, teacher), text_features(tokenizer, texts, settings.max_seq_length),
+                  settings.general_epochs, settings.general_lr)
+    summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
+                        resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
+                        pad_id=tokenizer.pad_token_id)
+    summary = {"texts": len(texts), **summary}
+    if accelerator.is_main_process:
+        with replace_dir(general_dir) as stage:
+            save_model_folder(student, tokenizer, stage)
+            (stage / KEY_FILE).write_text(json.dumps({"key": key, "teacher": teacher_source, "summary": summary}, indent=2))
+    accelerator.wait_for_everyone()
+    return general_dir, {"dir": str(general_dir), "cached": False, **summary}

@@ -1,0 +1,57 @@
+"""Pre-softmax attention scores and hidden states of a Hugging Face BERT, for the intermediate losses.
+
+transformers' `output_attentions` returns post-softmax probabilities, but TinyBERT matches the scores
+before the softmax. Forward hooks capture each layer's query and key projections during the normal forward
+pass, and the scores are rebuilt as q k^T / sqrt(d) + additive mask (mask value -1e4 as in the official code).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ADDITIVE_MASK_VALUE = -1e4
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The BertModel inside a task model, or the model itself when it is a bare encoder."""
+    return getattr(model, "bert", model)
+
+
+def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(batch, heads, seq, seq) scores from projected query/key (batch, seq, hidden) and a 0/1 mask."""
+    batch, seq, width = query.shape
+    head_dim = width // num_heads
+
+    def split(x):
+        return x.reshape(batch, seq, num_heads, head_dim).transpose(1, 2)
+
+    scores = torch.matmul(split(query), split(key).transpose(-1, -2)) / math.sqrt(head_dim)
+    additive = (1.0 - attention_mask.to(scores.dtype))[:, None, None, :] * ADDITIVE_MASK_VALUE
+    return scores + additive
+
+
+def forward_with_internals(model: nn.Module, batch: dict) -> tuple[object, list[torch.Tensor], list[torch.Tensor]]:
+    """Run `model(**batch)` once; return (outputs, hidden states [embeddings, layer 1..N], scores [layer 1..N])."""
+    encoder = encoder_of(model)
+    captured: dict[tuple[int, str], torch.Tensor] = {}
+    handles = []
+    for index, layer in enumerate(encoder.encoder.layer):
+        attention = layer.attention.self
+        for name in ("query", "key"):
+            def hook(module, inputs, output, key=(index, name)):
+                captured[key] = output
+            handles.append(getattr(attention, name).register_forward_hook(hook))
+    try:
+        outputs = model(**batch, output_hidden_states=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    heads = encoder.config.num_attention_heads
+    mask = batch.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(batch["input_ids"].shape, dtype=torch.long, device=batch["input_ids"].device)
+    scores = [attention_scores(captured[(i, "query")], captured[(i, "key")], mask, heads)
+              for i in range(len(encoder.encoder.layer))]
+    return outputs, list(outputs.hidden_states), scores

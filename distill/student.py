@@ -1,0 +1,129 @@
+"""The TinyBERT student: its shape (a preset or a custom one), its config, and its initial weights.
+
+Weights start random, from a general TinyBERT checkpoint (a local folder or a hub id such as
+`huawei-noah/TinyBERT_General_4L_312D`), or from our own general distillation output (distill/general.py).
+Only the encoder (embeddings + transformer layers) is taken from a general checkpoint; the task head stays new.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from distill.errors import UserError
+
+HUB_GENERAL_TINYBERT = "huawei-noah/TinyBERT_General_4L_312D"
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+
+    def check(self) -> "StudentShape":
+        for name, value in asdict(self).items():
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"student {name} must be a positive integer, got {value!r}")
+        if self.hidden % self.heads:
+            raise UserError(f"student hidden size {self.hidden} is not a multiple of its {self.heads} heads; change one of them")
+        return self
+
+
+PRESETS: dict[str, StudentShape] = {
+    "tinybert-4l-312d": StudentShape(layers=4, hidden=312, heads=12, intermediate=1200),
+    "tinybert-6l-768d": StudentShape(layers=6, hidden=768, heads=12, intermediate=3072),
+}
+
+
+def resolve_shape(student: str | dict | StudentShape) -> StudentShape:
+    """A preset name, a dict {"layers", "hidden", "heads", "intermediate"} or a StudentShape."""
+    if isinstance(student, StudentShape):
+        return student.check()
+    if isinstance(student, str):
+        if student not in PRESETS:
+            raise UserError(f"unknown student preset {student!r}; choose one of: {', '.join(PRESETS)} (or pass a custom shape)")
+        return PRESETS[student]
+    if isinstance(student, dict):
+        missing = {"layers", "hidden", "heads", "intermediate"} - set(student)
+        extra = set(student) - {"layers", "hidden", "heads", "intermediate"}
+        if missing or extra:
+            raise UserError(f"a custom student shape needs exactly the keys layers, hidden, heads, intermediate (missing {sorted(missing)}, unknown {sorted(extra)})")
+        return StudentShape(**student).check()
+    raise UserError(f"student must be a preset name or a shape dict, got {type(student).__name__}")
+
+
+def student_config(shape: StudentShape, teacher_config, head: str, labels: tuple[str, ...] = ()):
+    """A BERT config of `shape` sharing the teacher's vocabulary, positions and token types, with the task's labels."""
+    from transformers import BertConfig
+
+    if shape.heads != teacher_config.num_attention_heads:
+        raise UserError(f"the student has {shape.heads} attention heads but the teacher {teacher_config.num_attention_heads}; "
+                        "TinyBERT's attention loss needs the same number of heads")
+    config = BertConfig(
+        vocab_size=teacher_config.vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
+        max_position_embeddings=teacher_config.max_position_embeddings, type_vocab_size=teacher_config.type_vocab_size,
+        pad_token_id=teacher_config.pad_token_id, hidden_act="gelu", layer_norm_eps=1e-12)
+    if head == "classification":
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
+        config.architectures = ["BertForSequenceClassification"]
+    else:
+        config.architectures = ["BertForQuestionAnswering"]
+    return config
+
+
+def new_student(config, seed: int):
+    """A randomly initialised task model (seeded, so the same seed gives the same weights)."""
+    import torch
+    from transformers import BertForQuestionAnswering, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cls = BertForSequenceClassification if config.architectures == ["BertForSequenceClassification"] else BertForQuestionAnswering
+    return cls(config)
+
+
+def check_general_source(source: str | Path, shape: StudentShape) -> None:
+    """Refuse a general checkpoint whose config is not BERT or does not have the student's shape (config only).
+
+    The original TinyBERT configs carry no `model_type`, so the config file is read as a BERT config directly.
+    """
+    from transformers import BertConfig
+
+    try:
+        values, _ = BertConfig.get_config_dict(str(source))
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the general checkpoint config of {source!s}: {str(error).splitlines()[0]}") from None
+    if values.get("model_type", "bert") != "bert":
+        raise UserError(f"general checkpoint {source} is a {values['model_type']!r} model, not BERT-family")
+    config = BertConfig.from_dict(values)
+    found = (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.intermediate_size)
+    if found != (shape.layers, shape.hidden, shape.heads, shape.intermediate):
+        raise UserError(f"general checkpoint {source} has layers/hidden/heads/intermediate {found}, the student "
+                        f"{(shape.layers, shape.hidden, shape.heads, shape.intermediate)}; pick the matching --student")
+
+
+def load_general_encoder(student, source: str | Path) -> dict:
+    """Copy the encoder weights of a general checkpoint (folder or hub id, safetensors only) into `student.bert`.
+
+    Returns a short description for the report. Shapes must match the student exactly.
+    """
+    from transformers import BertModel
+
+    try:
+        general = BertModel.from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
+    except OSError as error:
+        raise UserError(f"cannot load a general checkpoint from {source!s}: {str(error).splitlines()[0]} "
+                        "(it needs config.json and safetensors weights; use --init random or general otherwise)") from None
+    target = student.bert.state_dict()
+    weights = {k: v for k, v in general.state_dict().items() if k in target}
+    wrong = [k for k, v in weights.items() if v.shape != target[k].shape]
+    missing = [k for k in target if k not in weights and not k.startswith("pooler.")]
+    if wrong or missing:
+        c = general.config
+        raise UserError(f"general checkpoint {source} has shape {c.num_hidden_layers} layers x {c.hidden_size} hidden "
+                        f"(vocab {c.vocab_size}), which does not fit the student; pick a matching --student")
+    student.bert.load_state_dict(weights, strict=False)
+    return {"source": str(source), "tensors": len(weights)}

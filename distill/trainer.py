@@ -1,0 +1,186 @@
+"""One training loop for every stage (teacher fine-tuning, general, intermediate and prediction distillation).
+
+Built on Hugging Face Accelerate, so `accelerate launch --num_processes 2 -m distill ...` runs it unchanged.
+Resumes exactly: each epoch's shuffle and dropout RNG are seeded from (seed, epoch) alone, and every epoch
+ends with `accelerator.save_state` (weights as safetensors, optimizer, scheduler, RNG), so epoch k+1 after a
+resume sees the same order, the same dropout masks and the same optimizer state as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from distill.features import collate
+
+DONE_FILE = "epoch.json"
+
+
+def make_accelerator(cpu: bool = False) -> Accelerator:
+    """Accelerate's Accelerator; CPU-only machines run as `cpu=True` so that a multi-process launch uses gloo.
+
+    Unused parameters (e.g. the pooler during intermediate distillation) are allowed under DDP.
+    """
+    cpu = cpu or not torch.cuda.is_available()
+    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+class EpochSampler(Sampler):
+    """Batches of similar length in a random order drawn from seed + epoch only (identical on every process).
+
+    The epoch's permutation is cut into chunks of 50 batches, each chunk is sorted by length and cut into
+    batches, and the full batches are shuffled (a short remainder batch goes last). Short texts then pad to
+    their neighbours' length instead of the longest in a random batch: several times less padding on SST-2.
+    The DataLoader's batch sampler cuts this order back into the same batches; Accelerate shards them.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, chunk_batches: int = 50):
+        self.lengths, self.batch_size, self.seed, self.chunk = list(lengths), batch_size, seed, batch_size * chunk_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        batches = []
+        for start in range(0, len(order), self.chunk):
+            chunk = sorted(order[start:start + self.chunk], key=lambda i: -self.lengths[i])
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        full = [b for b in batches if len(b) == self.batch_size]
+        short = [b for b in batches if len(b) < self.batch_size]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+        if short:  # at most one per chunk; merge them so only the last batch may be short
+            rest = [i for b in short for i in b]
+            shuffled += [rest[i:i + self.batch_size] for i in range(0, len(rest), self.batch_size)]
+        return iter([i for batch in shuffled for i in batch])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+@dataclass
+class Phase:
+    name: str            # also the checkpoint folder name
+    objective: nn.Module  # forward(**batch) -> scalar loss
+    features: list[dict]
+    epochs: int
+    lr: float
+
+
+class EpochBudget:
+    """Stop after this many epochs in this invocation (then `--resume` continues); None means no limit."""
+
+    def __init__(self, epochs: int | None):
+        self.left = epochs
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+class Interrupted(Exception):
+    """Raised when the epoch budget ran out; checkpoints are on disk for --resume."""
+
+
+def _latest_epoch(phase_dir: Path) -> int:
+    done = [int(p.parent.name.split("-")[1]) for p in phase_dir.glob(f"epoch-*/{DONE_FILE}")]
+    return max(done, default=0)
+
+
+def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: int, checkpoints: Path, resume: bool,
+              budget: EpochBudget, warmup_ratio: float = 0.1, weight_decay: float = 0.01, pad_id: int = 0) -> dict:
+    """Train `phase.objective` for `phase.epochs` epochs, checkpointing each; returns a summary dict."""
+    phase_dir = Path(checkpoints) / phase.name
+    start = _latest_epoch(phase_dir) if resume else 0
+    if start >= phase.epochs and start > 0:
+        final = phase_dir / f"epoch-{start}"
+        phase.objective.load_state_dict(load_file(str(final / "model.safetensors")))
+        summary = json.loads((final / DONE_FILE).read_text())
+        accelerator.print(f"{phase.name}: already done ({phase.epochs} epochs), loaded from {final}")
+        return summary
+    if not resume and accelerator.is_main_process and phase_dir.exists():
+        shutil.rmtree(phase_dir)
+    accelerator.wait_for_everyone()
+    if phase.epochs <= 0 or not phase.features:
+        return {"phase": phase.name, "epochs": 0, "steps": 0, "first_loss": None, "last_loss": None, "seconds": 0.0}
+
+    sampler = EpochSampler([len(f["input_ids"]) for f in phase.features], batch_size, seed)
+    loader = DataLoader(phase.features, batch_size=batch_size, sampler=sampler, collate_fn=lambda f: collate(f, pad_id))
+    total_steps = len(loader) * phase.epochs  # unsharded count: Accelerate steps the scheduler once per process
+    optimizer = _optimizer(phase.objective, phase.lr, weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(phase.objective, optimizer, loader, scheduler)
+    if start:
+        accelerator.load_state(str(phase_dir / f"epoch-{start}"))
+        accelerator.print(f"{phase.name}: resuming after epoch {start}")
+
+    began, first_loss, last_loss, steps = time.time(), None, None, 0
+    for epoch in range(start, phase.epochs):
+        if not budget.take():
+            accelerator.free_memory()
+            raise Interrupted(f"stopped before {phase.name} epoch {epoch + 1}; rerun with --resume to continue")
+        loader.set_epoch(epoch)  # Accelerate's loader re-seeds the sampler from its own epoch counter on each pass
+        set_seed(seed * 1000 + epoch, device_specific=True)  # dropout masks depend on (seed, epoch, process) only
+        model.train()
+        losses = []
+        bar = tqdm(loader, desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}", disable=not accelerator.is_local_main_process,
+                   leave=False, dynamic_ncols=True)
+        for batch in bar:
+            loss = model(**batch)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        steps += len(losses)
+        mean = accelerator.gather(torch.tensor([sum(losses) / max(1, len(losses))], device=accelerator.device)).mean().item()
+        first_loss = mean if first_loss is None else first_loss
+        last_loss = mean
+        _save_epoch(accelerator, phase_dir, epoch + 1, {"phase": phase.name, "epochs": phase.epochs, "epoch": epoch + 1, "mean_loss": mean})
+    seconds = time.time() - began
+    summary = {"phase": phase.name, "epochs": phase.epochs, "steps": steps, "first_loss": first_loss, "last_loss": last_loss,
+               "seconds": round(seconds, 1)}
+    accelerator.print(f"{phase.name}: {phase.epochs - start} epoch(s), {steps} steps, mean loss "
+                      f"{first_loss:.4f} (first epoch) -> {last_loss:.4f} (last), {seconds:.0f}s")
+    accelerator.free_memory()
+    return summary
+
+
+def _save_epoch(accelerator: Accelerator, phase_dir: Path, epoch: int, info: dict) -> None:
+    """Save the full training state for `epoch`, mark it complete, then drop the previous epoch's checkpoint."""
+    target = phase_dir / f"epoch-{epoch}"
+    accelerator.save_state(str(target), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (target / DONE_FILE).write_text(json.dumps(info))
+        previous = phase_dir / f"epoch-{epoch - 1}"
+        if previous.exists():
+            shutil.rmtree(previous)
+    accelerator.wait_for_everyone()

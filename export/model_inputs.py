@@ -1,0 +1,63 @@
+"""Raw task examples -> the int32 inputs a bucket takes, through the ON-DEVICE tokenizer and QA windowing.
+
+Verification and static-int8 calibration both feed models from here, so the ids checked against PyTorch
+are the ids the phone computes (mobile_app.tokenizer / classify / qa), padded the way the phone pads.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from distill.errors import UserError
+
+CALIBRATION_SEED = 0
+
+
+def pad_to_bucket(input_ids, attention_mask, token_type_ids, bucket: int, pad_id: int = 0) -> dict[str, np.ndarray]:
+    """Batch-1 int32 arrays of exactly `bucket` tokens, padded as the app's backends pad."""
+    from mobile_app.backends import Backend
+
+    padded, _ = Backend("calibration", {}, [bucket], pad_id).pad(input_ids, attention_mask, token_type_ids)
+    return padded
+
+
+def encode_classification(tokenizer, text: str, max_length: int):
+    """One encoded text (input_ids, token_type_ids, attention_mask lists) as the app encodes it."""
+    from mobile_app.classify import encode_text
+
+    return encode_text(tokenizer, text, max_length)
+
+
+def qa_windows(tokenizer, example: dict, settings: dict, max_seq_length: int | None = None) -> list:
+    """The app's QA windows of one SQuAD example (question + context, doc stride), each with offsets."""
+    from mobile_app.qa import bundle_windows
+
+    return bundle_windows(tokenizer, example["question"], example["context"], settings, max_seq_length)
+
+
+def encoded_fields(encoding) -> tuple[list[int], list[int], list[int]]:
+    """(input_ids, attention_mask, token_type_ids) of an Encoding, a QAWindow or a dict of lists."""
+    get = encoding.get if isinstance(encoding, dict) else lambda key: getattr(encoding, key)
+    return list(get("input_ids")), list(get("attention_mask")), list(get("token_type_ids"))
+
+
+def calibration_set(spec, tokenizer, settings: dict, train_examples: list[dict], buckets, count: int) -> dict[str, list[dict]]:
+    """{signature key: [padded inputs]}: the same `count` seeded train examples encoded at every bucket length."""
+    from export.tflite import signature_key
+
+    if count < 1:
+        raise UserError(f"calibration needs at least 1 example, got {count}; pass a positive --calibration-examples")
+    chosen = random.Random(CALIBRATION_SEED).sample(train_examples, min(count, len(train_examples)))
+    result = {}
+    for bucket in buckets:
+        rows = []
+        for example in chosen:
+            if spec.is_qa:
+                encoding = qa_windows(tokenizer, example, settings, max_seq_length=bucket)[0]
+            else:
+                encoding = encode_classification(tokenizer, example["text"], bucket)
+            ids, mask, types = encoded_fields(encoding)
+            rows.append(pad_to_bucket(ids, mask, types, bucket, tokenizer.pad_id))
+        result[signature_key(bucket)] = rows
+    return result

@@ -1,0 +1,158 @@
+"""Parity of an exported artifact with the PyTorch student: the threshold table and the per-artifact tally.
+
+Classification compares "logits" (or "probabilities" against the student's softmax when an artifact
+returns only those, as Core ML classifiers do) and top-1 agreement; QA compares "start_logits" and
+"end_logits" over the real tokens of every window and the agreement of the answer span. Every
+artifact kind has one row in THRESHOLDS; callers may override single fields.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+
+from distill.errors import UserError
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """None means 'not checked'. Agreement in percent of examples; metric gap in task-metric points."""
+    max_abs_diff: float | None = None
+    min_agreement: float | None = None
+    max_metric_gap: float | None = None
+
+
+# One table for every artifact kind (`format/precision`).
+THRESHOLDS: dict[str, Threshold] = {
+    "tflite/fp32": Threshold(max_abs_diff=1e-4, min_agreement=100.0),
+    "tflite/fp16": Threshold(max_abs_diff=1e-2),
+    "tflite/int8-dynamic": Threshold(min_agreement=99.0, max_metric_gap=1.0),
+    "tflite/int8-static": Threshold(min_agreement=99.0, max_metric_gap=1.0),
+    "coreml/fp32": Threshold(max_abs_diff=1e-4, min_agreement=100.0),
+    "coreml/fp16": Threshold(max_abs_diff=1e-2, min_agreement=99.5),
+    "coreml/int8": Threshold(min_agreement=99.0, max_metric_gap=1.0),
+    "coreml/palettize6": Threshold(min_agreement=99.0, max_metric_gap=1.0),
+    "coreml/palettize4": Threshold(min_agreement=99.0, max_metric_gap=1.0),
+}
+FALLBACK_THRESHOLD = Threshold(min_agreement=99.0, max_metric_gap=1.0)
+_FIELDS = {f.name for f in fields(Threshold)}
+
+
+def thresholds_with(overrides: dict | None = None) -> dict[str, Threshold]:
+    """THRESHOLDS with overrides {kind or "*": {field: value}} applied ("*" first, then per kind)."""
+    table = dict(THRESHOLDS)
+    overrides = overrides or {}
+    for kind in sorted(overrides, key=lambda k: k != "*"):
+        changes = overrides[kind]
+        unknown = set(changes) - _FIELDS
+        if unknown:
+            raise UserError(f"unknown threshold {', '.join(sorted(unknown))}; use one of {', '.join(sorted(_FIELDS))}")
+        targets = list(table) if kind == "*" else [kind]
+        for target in targets:
+            table[target] = replace(table.get(target, FALLBACK_THRESHOLD), **changes)
+    return table
+
+
+def parse_threshold_flag(text: str) -> tuple[str, str, float | None]:
+    """'[KIND.]FIELD=VALUE' (e.g. tflite/fp32.max_abs_diff=1e-3, min_agreement=95, coreml/fp16.max_abs_diff=none)."""
+    target, sep, value = text.partition("=")
+    kind, _, name = target.rpartition(".")
+    if not sep or name not in _FIELDS:
+        raise UserError(f"bad --threshold {text!r}; write [FORMAT/PRECISION.]FIELD=VALUE with FIELD one of {', '.join(sorted(_FIELDS))}")
+    if value.strip().lower() == "none":
+        return kind or "*", name, None
+    try:
+        return kind or "*", name, float(value)
+    except ValueError:
+        raise UserError(f"bad --threshold {text!r}: {value!r} is not a number (or 'none')") from None
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _vector(value, labels=()) -> np.ndarray:
+    if isinstance(value, dict):  # {label: probability}
+        value = [value[label] for label in labels]
+    return np.asarray(value, dtype=np.float64).reshape(-1)
+
+
+def compared_outputs(head: str, reference: dict, candidate: dict, n_tokens: int, labels=()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{quantity: (reference values, artifact values)} that parity compares for one model input."""
+    if head == "qa":
+        return {name: (_vector(reference[name])[:n_tokens], _vector(candidate[name])[:n_tokens]) for name in ("start_logits", "end_logits")}
+    if "logits" in candidate:
+        return {"logits": (_vector(reference["logits"]), _vector(candidate["logits"]))}
+    if "probabilities" in candidate:
+        return {"probabilities": (_softmax(_vector(reference["logits"])), _vector(candidate["probabilities"], labels))}
+    raise UserError(f"the artifact returns {sorted(candidate)}, neither logits nor probabilities; re-export it")
+
+
+@dataclass
+class ArtifactParity:
+    """The running tally of one artifact against the student over the eval examples."""
+    name: str
+    kind: str
+    threshold: Threshold
+    compared: str = ""
+    diffs: list[float] = field(default_factory=list)          # per example: max abs diff over its outputs
+    predictions: list = field(default_factory=list)           # label index or answer text, for the metric
+    agreements: int = 0
+    abs_sum: float = 0.0
+    values: int = 0
+    worst: dict | None = None
+    first_disagreement: dict | None = None
+    metric: float | None = None
+
+    def add(self, example: dict, pairs: dict[str, tuple[np.ndarray, np.ndarray]], reference_prediction, prediction) -> None:
+        """Record one example: its compared arrays (all windows concatenated) and both predictions."""
+        self.compared = "/".join(pairs)
+        diff = np.concatenate([np.abs(ref - got) for ref, got in pairs.values()])
+        worst = float(diff.max()) if diff.size else 0.0
+        if not math.isfinite(worst) or not np.isfinite(diff).all():
+            worst = math.inf
+        self.diffs.append(worst)
+        self.abs_sum += float(diff.sum()) if math.isfinite(worst) else math.inf
+        self.values += int(diff.size)
+        self.predictions.append(prediction)
+        if self.worst is None or worst > self.worst["max_abs_diff"]:
+            self.worst = dict(example, max_abs_diff=worst)
+        if prediction == reference_prediction:
+            self.agreements += 1
+        elif self.first_disagreement is None:
+            self.first_disagreement = dict(example, reference=reference_prediction, artifact=prediction)
+
+    @property
+    def examples(self) -> int:
+        return len(self.diffs)
+
+    def summary(self, reference_metric: float, metric_name: str) -> dict:
+        """The artifact's row in parity.json: statistics, thresholds, pass/fail and the reasons."""
+        agreement = 100.0 * self.agreements / max(1, self.examples)
+        row = {"name": self.name, "kind": self.kind, "compared": self.compared, "examples": self.examples,
+               "max_abs_diff": max(self.diffs, default=0.0), "mean_abs_diff": self.abs_sum / max(1, self.values),
+               "agreement": agreement, "metric": self.metric, "metric_name": metric_name,
+               "metric_gap": None if self.metric is None else abs(self.metric - reference_metric),
+               "threshold": asdict(self.threshold), "worst_example": self.worst, "first_disagreement": self.first_disagreement}
+        row["failures"] = self.failures(row)
+        row["passed"] = not row["failures"]
+        return row
+
+    def failures(self, row: dict) -> list[str]:
+        """One line per threshold missed, naming the artifact, the example and what differed."""
+        t, out = self.threshold, []
+        if t.max_abs_diff is not None and not row["max_abs_diff"] <= t.max_abs_diff:
+            w = row["worst_example"]
+            out.append(f"{self.name}: max abs diff of {self.compared} {row['max_abs_diff']:.3g} > {t.max_abs_diff:g} "
+                       f"at example #{w['index']} (id {w['id']}: {w['text']!r})")
+        if t.min_agreement is not None and row["agreement"] < t.min_agreement:
+            d = row["first_disagreement"] or {}
+            out.append(f"{self.name}: agreement {row['agreement']:.2f}% < {t.min_agreement:g}% "
+                       f"({self.examples - self.agreements} of {self.examples} differ; first: example #{d.get('index')} "
+                       f"(id {d.get('id')}: {d.get('text')!r}) PyTorch {d.get('reference')!r} vs artifact {d.get('artifact')!r})")
+        if t.max_metric_gap is not None and row["metric_gap"] is not None and row["metric_gap"] > t.max_metric_gap:
+            out.append(f"{self.name}: {row['metric_name']} {row['metric']:.2f} is {row['metric_gap']:.2f} points from PyTorch's "
+                       f"(allowed {t.max_metric_gap:g})")
+        return out

@@ -1,0 +1,362 @@
+"""The one-command pipeline: per task, distil -> TFLite -> Core ML -> verify -> latency, then a report.
+
+Each stage is cached (export/stage_cache.py): its key hashes the data files, the result of the stage
+it builds on, its settings and its code, and a stage whose key matches a completed record whose
+outputs are still on disk is skipped. The stage bodies are the other modules' public functions
+(distill.api.run_task, export.tflite, export.coreml, export.verify, mobile_app.backends), reached
+through `StageFunctions` so a test can count the calls.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from distill.errors import UserError
+from distill.tasks import get_task
+from export.quantize import TFLITE_PRECISIONS, check_precisions
+from export.stage_cache import StageCache, code_version, file_hashes, key_of, stage_inputs, write_atomic
+from export.verify import PARITY_JSON
+from mobile_app.bundle import read_manifest, sha256_path
+
+TASK_NAMES = ("sentiment", "spam", "qa")
+DEFAULT_TFLITE_PRECISIONS = TFLITE_PRECISIONS       # all four, as `python -m export tflite` does
+DEFAULT_COREML_VARIANTS = ("fp16",)                 # as `python -m export coreml` does
+DEFAULT_VERIFY_EXAMPLES = 500   # the parity proof's minimum; the whole eval split when smaller
+SUMMARY_NAME = "summary.json"
+
+# The code each stage runs: editing any of these modules redoes the stage.
+_BUNDLE_CODE = ["export.bundle", "export.student", "export.wrapper", "mobile_app.bundle"]
+STAGE_CODE = {
+    "distill": ["distill"],
+    "tflite": ["export.tflite", "export.quantize", "export.model_inputs", "mobile_app.tokenizer", *_BUNDLE_CODE],
+    "coreml": ["export.coreml", *_BUNDLE_CODE],
+    "verify": ["export.verify", "export.parity", "export.parity_report", "export.runners", "export.model_inputs",
+               "export.coreml_eval", "export.interim_mobile", "export.wrapper", "mobile_app"],
+    "latency": ["export.runners", "export.coreml_eval", "export.interim_mobile", "mobile_app"],
+}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run depends on; the CLI fills it from flags, tests from tiny settings."""
+    data_dir: Path
+    run_dir: Path
+    bundles_dir: Path
+    tasks: tuple[str, ...] = TASK_NAMES
+    preset: str = "quick"
+    teacher: str | None = None
+    student: str | dict = "tinybert-4l-312d"
+    init: str = "general"                                   # student initialisation: random | general | a folder or hub id
+    seed: int = 42
+    precisions: tuple[str, ...] = DEFAULT_TFLITE_PRECISIONS
+    coreml_variants: tuple[str, ...] = DEFAULT_COREML_VARIANTS
+    skip_coreml: bool = False
+    force: bool = False
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    buckets: dict[str, tuple[int, ...]] | None = None       # per task; None = the task registry's buckets
+    distill_overrides: dict | None = None                   # passed to distill.api.run_task (tests: epochs, batch size)
+    verify_max_examples: int | None = DEFAULT_VERIFY_EXAMPLES
+    verify_thresholds: dict | None = None                   # passed to the verifier (tests: a threshold that must fail)
+    latency_runs: int = 10
+
+    def validate(self) -> "PipelineConfig":
+        """Refuse bad settings before any work starts, one line each."""
+        for task in self.tasks:
+            get_task(task)
+        if not self.tasks:
+            raise UserError("no tasks given; pass --tasks with any of: " + " ".join(TASK_NAMES))
+        if not Path(self.data_dir).is_dir():
+            raise UserError(f"data directory {self.data_dir} does not exist; pass --data-dir holding sst2/, sms_spam/, squad_v1/")
+        precisions = tuple(check_precisions(self.precisions))
+        variants = self.coreml_variants
+        if not self.skip_coreml:
+            from export.coreml import check_variants
+
+            variants = tuple(check_variants(self.coreml_variants))
+        from export.parity import thresholds_with
+
+        thresholds_with(self.verify_thresholds)
+        for name in ("max_train_examples", "max_eval_examples", "verify_max_examples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        if Path(self.run_dir).resolve() == Path(self.bundles_dir).resolve():
+            raise UserError("--out and --bundles must be different folders (the run keeps models and cache, bundles are for the app)")
+        for folder in (self.run_dir, self.bundles_dir):
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise UserError(f"cannot create {folder} ({error.strerror}); choose a writable folder") from None
+        # Canonical order and no repeats: the same work always has the same cache key.
+        return replace(self, tasks=tuple(dict.fromkeys(self.tasks)), precisions=precisions, coreml_variants=variants)
+
+    def task_buckets(self, task: str) -> tuple[int, ...]:
+        return tuple((self.buckets or {}).get(task) or get_task(task).buckets)
+
+
+# --- the real stage bodies -------------------------------------------------------------------------
+
+
+def distill_student(task: str, cfg: PipelineConfig) -> Path:
+    from distill.api import run_task
+
+    return Path(run_task(task, cfg.data_dir, Path(cfg.run_dir) / task, preset=cfg.preset, teacher=cfg.teacher,
+                         student=cfg.student, seed=cfg.seed, max_train_examples=cfg.max_train_examples,
+                         max_eval_examples=cfg.max_eval_examples, overrides=cfg.distill_overrides, init=cfg.init))
+
+
+def export_tflite_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
+    from export.tflite import export_tflite
+
+    return export_tflite(student_dir, bundle_dir, precisions=list(cfg.precisions), task=task,
+                         buckets=list(cfg.task_buckets(task)), data_dir=cfg.data_dir)
+
+
+def export_coreml_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
+    from export.coreml import export_coreml
+
+    return export_coreml(student_dir, bundle_dir, variants=list(cfg.coreml_variants), task=task,
+                         buckets=list(cfg.task_buckets(task)))
+
+
+def verify_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
+    from export.verify import verify_bundle as verify
+
+    return verify(bundle_dir, data_dir=cfg.data_dir, student_dir=student_dir, max_examples=cfg.verify_max_examples,
+                  thresholds=cfg.verify_thresholds)
+
+
+def measure_latency(task: str, bundle_dir: Path, cfg: PipelineConfig) -> dict[str, dict]:
+    """Median warm latency of each artifact through its on-device runner, one example at the largest bucket.
+
+    TFLite runs through the phone's interpreter backend; Core ML only on macOS (on Linux its runner is the
+    MIL evaluator, whose speed says nothing about a phone, so it is not timed).
+    """
+    import platform
+
+    import numpy as np
+
+    from export.runners import artifact_runner
+
+    manifest = read_manifest(bundle_dir)
+    bucket = max(manifest["buckets"])
+    ids = np.full(bucket, 1000, dtype=np.int32)
+    ids[0], ids[-1] = 101, 102  # [CLS] ... [SEP] of the uncased vocab; the values do not change the timing
+    mask, types = np.ones(bucket, dtype=np.int32), np.zeros(bucket, dtype=np.int32)
+    found = {}
+    for entry in manifest["artifacts"]:
+        if entry["format"] == "coreml" and platform.system() != "Darwin":
+            continue
+        runner = artifact_runner(bundle_dir, entry)
+        runner.run(ids, mask, types)  # warm-up
+        times = []
+        for _ in range(cfg.latency_runs):
+            start = time.perf_counter()
+            runner.run(ids, mask, types)
+            times.append((time.perf_counter() - start) * 1000.0)
+        found[entry["file"]] = {"latency_ms": float(np.median(times)), "latency_bucket": bucket, "runs": cfg.latency_runs}
+    return found
+
+
+@dataclass(frozen=True)
+class StageFunctions:
+    """The stage bodies; tests wrap them to count calls."""
+    distill: Callable[[str, PipelineConfig], Path] = distill_student
+    tflite: Callable[[str, Path, Path, PipelineConfig], dict] = export_tflite_bundle
+    coreml: Callable[[str, Path, Path, PipelineConfig], dict] = export_coreml_bundle
+    verify: Callable[[str, Path, Path, PipelineConfig], dict] = verify_bundle
+    latency: Callable[[str, Path, PipelineConfig], dict] = measure_latency
+
+
+# --- running one stage through the cache -----------------------------------------------------------
+
+
+@dataclass
+class StageOutcome:
+    result: dict
+    ran: bool
+    seconds: float
+    digest: str = field(default="")   # hash of the result: the downstream stages' upstream
+
+
+def _digest(result: dict) -> str:
+    return hashlib.sha256(json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_stage(cache: StageCache, task: str, stage: str, inputs: dict, body: Callable[[], dict],
+              still_valid: Callable[[dict], bool]) -> StageOutcome:
+    """Skip the stage when a completed record has these inputs and its outputs are intact; else run it and record it."""
+    record = cache.lookup(task, stage, key_of(inputs))
+    if record is not None and still_valid(record["result"]):
+        _log(f"[{task}] {stage}: up to date (done {record['completed_at']}), skipped")
+        return StageOutcome(record["result"], ran=False, seconds=0.0, digest=_digest(record["result"]))
+    _log(f"[{task}] {stage}: running ({cache.why_stale(task, stage, inputs)})")
+    start = time.perf_counter()
+    result = body()
+    seconds = time.perf_counter() - start
+    cache.complete(task, stage, inputs, result, seconds)
+    _log(f"[{task}] {stage}: done in {seconds:.1f} s")
+    return StageOutcome(result, ran=True, seconds=seconds, digest=_digest(result))
+
+
+def _files_intact(bundle_dir: Path, files: dict[str, str]) -> bool:
+    return all((bundle_dir / name).exists() and sha256_path(bundle_dir / name) == digest for name, digest in files.items())
+
+
+def _artifact_files(bundle_dir: Path, fmt: str) -> dict[str, str]:
+    """{file: sha256} of one format's artifacts in the bundle now."""
+    manifest = read_manifest(bundle_dir)
+    return {a["file"]: sha256_path(bundle_dir / a["file"]) for a in manifest["artifacts"] if a["format"] == fmt}
+
+
+def _prune_bundle(bundle_dir: Path, keep: set[str]) -> None:
+    """Drop artifacts this run did not produce (a change of precisions or student leaves none stale behind)."""
+    from export.bundle import staged_bundle
+
+    manifest = read_manifest(bundle_dir)
+    stale = [a["file"] for a in manifest["artifacts"] if a["file"] not in keep]
+    if not stale:
+        return
+    _log(f"[{manifest['task']}] bundle: removing artifacts not built by this run: {', '.join(stale)}")
+    import shutil
+
+    with staged_bundle(bundle_dir, manifest) as (stage, staged):
+        staged["artifacts"] = [a for a in staged["artifacts"] if a["file"] in keep]
+        staged.pop("parity", None)
+        for name in stale:
+            path = stage / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+# --- one task ----------------------------------------------------------------------------------------
+
+
+def _data_hashes(task: str, cfg: PipelineConfig) -> dict[str, str]:
+    spec = get_task(task)
+    return file_hashes({key: Path(cfg.data_dir) / rel for key, rel in spec.files.items()})
+
+
+def _source_hash(source: str | None) -> str | None:
+    """A local model folder (teacher, init checkpoint) counts by content; a hub id or a keyword by name."""
+    if source and source not in ("random", "general") and Path(source).exists():
+        return sha256_path(source)
+    return None
+
+
+def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, cache: StageCache) -> dict:
+    """All stages of one task; returns its section of the run summary."""
+    data = _data_hashes(task, cfg)
+    bundle_dir = Path(cfg.bundles_dir) / task
+    outcomes: dict[str, StageOutcome] = {}
+
+    distill_settings = {"preset": cfg.preset, "teacher": cfg.teacher, "teacher_sha256": _source_hash(cfg.teacher),
+                        "student": cfg.student, "init": cfg.init, "init_sha256": _source_hash(cfg.init), "seed": cfg.seed,
+                        "max_train_examples": cfg.max_train_examples, "max_eval_examples": cfg.max_eval_examples,
+                        "overrides": cfg.distill_overrides}
+
+    def distill_body() -> dict:
+        student_dir = Path(stages.distill(task, cfg)).resolve()
+        return {"student_dir": str(student_dir), "weights": file_hashes({p.name: p for p in student_dir.glob("*.safetensors")})}
+
+    outcomes["distill"] = run_stage(
+        cache, task, "distill", stage_inputs("distill", task, settings=distill_settings, data=data, code=code_version(STAGE_CODE["distill"])),
+        distill_body, lambda r: bool(r["weights"]) and file_hashes({n: Path(r["student_dir"]) / n for n in r["weights"]}) == r["weights"])
+    student_dir = Path(outcomes["distill"].result["student_dir"])
+
+    def export_stage(stage: str, settings: dict, body: Callable[[], dict], fmt: str) -> StageOutcome:
+        def run_body() -> dict:
+            body()
+            return {"bundle_dir": str(bundle_dir.resolve()), "files": _artifact_files(bundle_dir, fmt)}
+
+        inputs = stage_inputs(stage, task, settings=settings, upstream=[outcomes["distill"].digest], data=data, code=code_version(STAGE_CODE[stage]))
+        return run_stage(cache, task, stage, inputs, run_body, lambda r: _files_intact(bundle_dir, r["files"]))
+
+    outcomes["tflite"] = export_stage("tflite", {"precisions": list(cfg.precisions), "buckets": list(cfg.task_buckets(task))},
+                                      lambda: stages.tflite(task, student_dir, bundle_dir, cfg), "tflite")
+    if not cfg.skip_coreml:
+        outcomes["coreml"] = export_stage("coreml", {"variants": list(cfg.coreml_variants), "buckets": list(cfg.task_buckets(task))},
+                                          lambda: stages.coreml(task, student_dir, bundle_dir, cfg), "coreml")
+    # Only what this run built stays in the bundle, each file exactly as its stage recorded it.
+    built = {name: digest for stage in ("tflite", "coreml") if stage in outcomes for name, digest in outcomes[stage].result["files"].items()}
+    _prune_bundle(bundle_dir, set(built))
+    upstream = sorted(built.items())
+
+    def verify_body() -> dict:
+        parity = stages.verify(task, student_dir, bundle_dir, cfg)
+        written = bundle_dir / PARITY_JSON
+        if written.is_file():  # the verifier's JSON-safe copy (inf/nan as strings)
+            return {"parity": json.loads(written.read_text(encoding="utf-8")), "parity_file": sha256_path(written)}
+        return {"parity": parity, "parity_file": None}
+
+    outcomes["verify"] = run_stage(
+        cache, task, "verify", stage_inputs("verify", task, settings={"max_examples": cfg.verify_max_examples, "thresholds": cfg.verify_thresholds},
+                                          upstream=[outcomes["distill"].digest, *map(str, upstream)], data=data, code=code_version(STAGE_CODE["verify"])),
+        verify_body, lambda r: r["parity_file"] is None or ((bundle_dir / PARITY_JSON).is_file() and sha256_path(bundle_dir / PARITY_JSON) == r["parity_file"]))
+    outcomes["latency"] = run_stage(
+        cache, task, "latency", stage_inputs("latency", task, settings={"runs": cfg.latency_runs}, upstream=list(map(str, upstream)),
+                                           code=code_version(STAGE_CODE["latency"])),
+        lambda: stages.latency(task, bundle_dir, cfg), lambda r: True)
+    return task_summary(task, student_dir, bundle_dir, outcomes)
+
+
+# --- the summary the report renders ----------------------------------------------------------------
+
+
+def task_summary(task: str, student_dir: Path, bundle_dir: Path, outcomes: dict[str, StageOutcome]) -> dict:
+    """Join the distillation report, the bundle manifest, parity and latency into the report's layout."""
+    from export.pipeline_results import artifact_rows, distill_rows, parity_reference
+
+    spec = get_task(task)
+    teacher, student = distill_rows(student_dir, spec.metric)
+    manifest = read_manifest(bundle_dir)
+    parity = outcomes["verify"].result.get("parity") or {}
+    artifacts, diffs = artifact_rows(manifest, parity, outcomes["latency"].result)
+    retention = None
+    if teacher.get("metric") and student.get("metric") is not None:
+        retention = 100.0 * student["metric"] / teacher["metric"]
+    return {"task": task, "metric_name": spec.metric, "bundle_dir": str(bundle_dir), "student_dir": str(student_dir),
+            "teacher": teacher, "student": student, "retention": retention, "reference": parity_reference(parity),
+            "artifacts": artifacts, "diffs": diffs,
+            "stages": {name: {"ran": o.ran, "seconds": round(o.seconds, 2)} for name, o in outcomes.items()}}
+
+
+def forget_task(cfg: PipelineConfig, cache: StageCache, task: str) -> None:
+    """--force: drop the task's stage records and its distillation folder (fine-tuned teacher, general and
+    task students), whose own caches would otherwise skip the work."""
+    import shutil
+
+    for stage in STAGE_CODE:
+        cache.path(task, stage).unlink(missing_ok=True)
+    shutil.rmtree(Path(cfg.run_dir) / task, ignore_errors=True)
+
+
+def run_pipeline(cfg: PipelineConfig, stages: StageFunctions | None = None) -> dict:
+    """Run every task, write RUN_DIR/summary.json, report.md and report.html; returns the summary (with exit_code)."""
+    from export.report import write_report
+
+    cfg = cfg.validate()
+    stages = stages or StageFunctions()
+    cache = StageCache(cfg.run_dir)
+    if cfg.force:
+        for task in cfg.tasks:
+            forget_task(cfg, cache, task)
+    tasks = [run_task_pipeline(task, cfg, stages, cache) for task in cfg.tasks]
+    failed = [f"{t['task']}/{a['name']}" for t in tasks for a in t["artifacts"] if a.get("passed") is False]
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("run_dir", "force")}
+    summary = {"run_dir": str(Path(cfg.run_dir).resolve()), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "settings": json.loads(json.dumps(settings, default=str)), "tasks": tasks, "failed": failed,
+               "exit_code": 1 if failed else 0}
+    write_atomic(Path(cfg.run_dir) / SUMMARY_NAME, json.dumps(summary, indent=2, default=str) + "\n")
+    md_path, html_path = write_report(summary, cfg.run_dir)
+    summary["report"] = {"markdown": str(md_path), "html": str(html_path)}
+    return summary

@@ -1,0 +1,120 @@
+"""What an exporter needs to know about a student folder besides its weights: task, tokenizer, vocab, buckets.
+
+Shared by the TFLite and Core ML exporters so both read a student the same way and write the same
+manifest header.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from distill.errors import UserError
+from distill.tasks import TaskSpec, get_task
+
+DISTILL_REPORT = "distill_report.json"
+VOCAB_NAME = "vocab.txt"
+LABELS_NAME = "labels.txt"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path} ({error}); re-save the student folder") from None
+
+
+def resolve_task(student_dir: str | Path, task: str | None, head: str) -> TaskSpec:
+    """The task of a student: --task, else distill_report.json's "task"; its head must match the model's."""
+    student_dir = Path(student_dir)
+    if task is None:
+        report = student_dir / DISTILL_REPORT
+        task = _read_json(report).get("task") if report.is_file() else None
+        if task is None:
+            raise UserError(f"cannot tell the task of {student_dir} (no {DISTILL_REPORT} with a \"task\"); pass --task")
+    spec = get_task(task)
+    if spec.head != head:
+        raise UserError(f"{student_dir} is a {head} model but task {spec.name!r} needs a {spec.head} model; pass the right --task or student")
+    return spec
+
+
+def check_labels(model, spec: TaskSpec) -> None:
+    """A classifier's label count (and names, when the config names them) must be the task's."""
+    if spec.head != "classification":
+        return
+    config = model.config
+    if config.num_labels != len(spec.labels):
+        raise UserError(f"the student has {config.num_labels} labels but task {spec.name!r} has {len(spec.labels)} ({', '.join(spec.labels)}); pass the right --task")
+    names = [str(config.id2label.get(i, "")) for i in range(config.num_labels)]
+    if not all(name.startswith("LABEL_") for name in names) and [n.lower() for n in names] != [l.lower() for l in spec.labels]:
+        raise UserError(f"the student's labels {names} are not task {spec.name!r}'s {list(spec.labels)}; pass the right --task")
+
+
+def check_buckets(buckets, max_positions: int) -> list[int]:
+    """Sorted unique positive bucket lengths, each within the model's position embeddings."""
+    try:
+        found = sorted({int(b) for b in buckets})
+    except (TypeError, ValueError):
+        raise UserError(f"buckets must be whole numbers, got {list(buckets)}; e.g. --buckets 32 64 128") from None
+    if not found or found[0] < 8:
+        raise UserError(f"buckets must be at least 8 tokens long, got {found or 'none'}; e.g. --buckets 32 64 128")
+    if found[-1] > max_positions:
+        raise UserError(f"bucket {found[-1]} is longer than the model's {max_positions} position embeddings; use buckets <= {max_positions}")
+    return found
+
+
+def tokenizer_settings(student_dir: str | Path, spec: TaskSpec, buckets: list[int]) -> dict:
+    """The manifest's tokenizer section: the student's tokenizer_config.json plus the task's lengths, fitted to the buckets."""
+    config_path = Path(student_dir) / "tokenizer_config.json"
+    config = _read_json(config_path) if config_path.is_file() else {}
+    max_seq_length = min(spec.max_seq_length, max(buckets))
+    settings = {
+        "vocab": VOCAB_NAME,
+        "do_lower_case": bool(config.get("do_lower_case", True)),
+        "strip_accents": config.get("strip_accents"),
+        "tokenize_chinese_chars": bool(config.get("tokenize_chinese_chars", True)),
+        "max_seq_length": max_seq_length,
+    }
+    if spec.is_qa:
+        from mobile_app.qa import fitted_stride
+
+        # Buckets shorter than the task's (tests, small phones) get a stride and question budget that fit them.
+        stride, query = fitted_stride(max_seq_length, spec.doc_stride, spec.max_query_length)
+        settings.update(doc_stride=stride, max_query_length=query, max_answer_length=spec.max_answer_length)
+    return settings
+
+
+def write_vocab(student_dir: str | Path, dest: str | Path) -> Path:
+    """Copy the student's vocab.txt to dest, or write it from tokenizer.json's WordPiece vocab (transformers 5 saves only that)."""
+    student_dir, dest = Path(student_dir), Path(dest)
+    vocab_txt, tokenizer_json = student_dir / VOCAB_NAME, student_dir / "tokenizer.json"
+    if vocab_txt.is_file():
+        tokens = vocab_txt.read_text(encoding="utf-8").splitlines()
+    elif tokenizer_json.is_file():
+        model = _read_json(tokenizer_json).get("model") or {}
+        vocab = model.get("vocab")
+        if model.get("type") != "WordPiece" or not isinstance(vocab, dict):
+            raise UserError(f"{tokenizer_json} is not a WordPiece tokenizer; export needs a BERT vocab.txt in {student_dir}")
+        tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+        if [vocab[t] for t in tokens] != list(range(len(tokens))):
+            raise UserError(f"{tokenizer_json} has gaps in its vocab ids; save the tokenizer's vocab.txt into {student_dir}")
+    else:
+        raise UserError(f"{student_dir} has no tokenizer (no {VOCAB_NAME} or tokenizer.json); save the tokenizer with the student")
+    dest.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return dest
+
+
+def check_vocab_size(vocab_path: Path, model) -> None:
+    """Every token id the tokenizer can emit must have an embedding row."""
+    count = sum(1 for _ in open(vocab_path, encoding="utf-8"))
+    rows = model.config.vocab_size
+    if count > rows:
+        raise UserError(f"the tokenizer has {count} tokens but the model embeds only {rows}; save the student with its own tokenizer")
+
+
+def write_labels(spec: TaskSpec, dest: str | Path) -> Path | None:
+    """labels.txt (one name a line, in logit order) for classifiers; None for QA."""
+    if not spec.labels:
+        return None
+    dest = Path(dest)
+    dest.write_text("\n".join(spec.labels) + "\n", encoding="utf-8")
+    return dest

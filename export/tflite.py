@@ -1,0 +1,122 @@
+"""TFLite export: one .tflite file per precision, one signature per sequence-length bucket, weights shared.
+
+The float model is converted once with litert-torch (every bucket a signature `seq_<n>` of the same
+module, so the weights are stored once); the other precisions are quantized from its bytes
+(export/quantize.py). Files go into the task bundle through export/bundle.py, so a failure leaves the
+previous bundle as it was.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from distill.errors import UserError
+from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
+from export.quantize import PRECISION_NOTES, check_precisions, quantize_tflite
+from export.student import (LABELS_NAME, VOCAB_NAME, check_buckets, check_labels, check_vocab_size, resolve_task,
+                            tokenizer_settings, write_labels, write_vocab)
+from export.wrapper import ExportableBert, load_student
+from mobile_app.bundle import read_manifest
+
+DEFAULT_CALIBRATION_EXAMPLES = 256
+
+
+def signature_key(bucket: int) -> str:
+    return f"seq_{bucket}"
+
+
+class _NamedOutputs(torch.nn.Module):
+    """Returns a dict so the signature outputs carry the manifest's names (logits / start_logits, end_logits)."""
+
+    def __init__(self, model: ExportableBert):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        out = self.model(input_ids, attention_mask, token_type_ids)
+        out = out if isinstance(out, tuple) else (out,)
+        return dict(zip(self.model.output_names, out))
+
+
+def convert_float(model: ExportableBert, buckets: list[int]) -> bytes:
+    """The fp32 .tflite bytes of `model` with one batch-1 int32 signature per bucket."""
+    import litert_torch
+
+    named = _NamedOutputs(model).eval()
+    converter = None
+    for bucket in buckets:
+        ids, mask, types = model.example_inputs(bucket)
+        sample = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        converter = (litert_torch.signature if converter is None else converter.signature)(signature_key(bucket), named, sample_kwargs=sample)
+    with torch.no_grad():
+        edge_model = converter.convert()
+    return bytes(edge_model.model_content())
+
+
+def artifact_name(task: str, precision: str) -> str:
+    return f"{task}_{precision}.tflite"
+
+
+def _convert_all(model: ExportableBert, task: str, buckets: list[int], precisions: list[str], calibration, progress: bool):
+    """Yield (manifest entry, .tflite bytes) per precision; conversion seconds include the shared float conversion."""
+    steps = tqdm(total=len(precisions) + 1, desc=f"tflite {task}", disable=not progress, unit="step")
+    steps.set_postfix_str(f"converting buckets {buckets}")
+    start = time.perf_counter()
+    float_model = convert_float(model, buckets)
+    convert_seconds = time.perf_counter() - start
+    steps.update()
+    for precision in precisions:
+        steps.set_postfix_str(precision)
+        start = time.perf_counter()
+        try:
+            data = quantize_tflite(float_model, precision, calibration)
+        except UserError:
+            raise
+        except Exception as error:  # the quantizer's own errors: name the precision that failed
+            raise UserError(f"quantizing to {precision} failed ({type(error).__name__}: {error}); drop it from --precisions") from error
+        seconds = convert_seconds + time.perf_counter() - start
+        yield ({"file": artifact_name(task, precision), "format": "tflite", "precision": precision, "notes": PRECISION_NOTES[precision],
+                "signatures": {str(b): signature_key(b) for b in buckets}, "size_bytes": len(data),
+                "conversion_seconds": round(seconds, 2)}, data)
+        steps.update()
+    steps.close()
+
+
+def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"),
+                  task: str | None = None, data_dir: str | Path | None = None, buckets=None,
+                  calibration_examples: int = DEFAULT_CALIBRATION_EXAMPLES, progress: bool = True) -> dict:
+    """Convert a student folder into the task bundle at bundle_dir; returns the written manifest."""
+    precisions = check_precisions(precisions)
+    model = ExportableBert(load_student(student_dir))
+    spec = resolve_task(student_dir, task, model.head)
+    check_labels(model.model, spec)
+    buckets = check_buckets(buckets or spec.buckets, model.max_positions)
+    tokenizer = tokenizer_settings(student_dir, spec, buckets)
+    fresh = base_manifest(spec, Path(student_dir).resolve(), tokenizer)
+    fresh["buckets"] = buckets
+    fresh["tools"] = tool_versions()
+
+    with staged_bundle(bundle_dir, fresh) as (stage, manifest):
+        manifest.pop("parity", None)  # it described the artifacts being replaced; `verify` writes a fresh one
+        check_vocab_size(write_vocab(student_dir, stage / VOCAB_NAME), model.model)
+        if write_labels(spec, stage / LABELS_NAME):
+            manifest["extra_files"] = sorted(set(manifest.get("extra_files", [])) | {LABELS_NAME})
+        calibration, calibration_seconds = None, 0.0
+        if "int8-static" in precisions:
+            from export.model_inputs import calibration_set
+            from mobile_app.tokenizer import WordPieceTokenizer
+
+            began = time.perf_counter()
+            wordpiece = WordPieceTokenizer.from_manifest(stage, manifest)
+            calibration = calibration_set(spec, wordpiece, tokenizer, spec.load(data_dir)["train"], buckets, calibration_examples)
+            calibration_seconds = time.perf_counter() - began
+        for entry, data in _convert_all(model, spec.name, buckets, precisions, calibration, progress):
+            if entry["precision"] == "int8-static":
+                entry.update(calibration_examples=len(next(iter(calibration.values()))),
+                             conversion_seconds=round(entry["conversion_seconds"] + calibration_seconds, 2))
+            (stage / entry["file"]).write_bytes(data)
+            upsert_artifact(manifest, entry)
+    return read_manifest(bundle_dir)

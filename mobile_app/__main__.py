@@ -1,0 +1,49 @@
+"""`python -m mobile_app --bundles DIR [--task TASK] [--screenshot OUT_DIR]`: start the Kivy demo app."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+TASK_CHOICES = ("sentiment", "spam", "qa")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mobile_app", description="TinyBERT demo app: sentiment, SMS spam and question answering on exported bundles.")
+    parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder holding sentiment/, spam/ and qa/ bundles (default: bundles)")
+    parser.add_argument("--task", choices=TASK_CHOICES, help="tab to open first")
+    parser.add_argument("--format", choices=("tflite", "coreml"), default="tflite",
+                        help="artifacts to run: tflite (default) or coreml (macOS, needs coremltools)")
+    parser.add_argument("--screenshot", type=Path, metavar="OUT_DIR",
+                        help="render every screen offscreen (running its first example), save OUT_DIR/<task>.png, print one JSON line "
+                             "per screen, then exit (status 1 if a screen showed no result)")
+    args = parser.parse_args(argv)
+    if args.screenshot is not None:
+        try:
+            args.screenshot.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            parser.error(f"cannot create --screenshot folder {args.screenshot} ({error.strerror}); pass a writable folder")
+        if not os.access(args.screenshot, os.W_OK):
+            parser.error(f"--screenshot folder {args.screenshot} is not writable; pass a writable folder")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # Kivy reads these when it is first imported: keep it from parsing our argv and from chattering on stderr.
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
+    if args.screenshot is not None:
+        os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    from kivy.config import Config
+
+    Config.set("graphics", "width", "480")  # a phone-shaped window on desktops; phones use their screen
+    Config.set("graphics", "height", "860")
+    from mobile_app.app import run_app
+
+    return run_app(args.bundles, args.task, args.screenshot, args.format)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Stage the folder that buildozer (Android) or kivy-ios packs: main.py, the mobile_app package, the bundles.
+
+`python -m mobile_app.package_app --bundles bundles --out build/android_app [--format tflite] [--precisions int8-dynamic]`
+
+Buildozer wants a main.py at the root of its source.dir, and the phone needs only the on-device code
+(numpy + stdlib + Kivy) and the artifacts of one format. Each bundle is sliced to the chosen format and
+precisions: the manifest keeps only those artifacts and their hashes, so the app's sha256 checks still
+pass and nothing unused (Core ML packages on Android, other precisions) bloats the package.
+Standard library only; the staged folder is written beside --out and swapped in whole.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from mobile_app.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TASKS = ("sentiment", "spam", "qa")
+# Desktop-only helpers that the phone never runs.
+LEFT_OUT = {"package_app.py"}
+MAIN_PY = '''"""Entry point that buildozer / kivy-ios run: the demo app on the bundles packed beside it."""
+import os
+import sys
+
+from mobile_app.__main__ import main
+
+sys.exit(main(["--bundles", os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundles")] + sys.argv[1:]))
+'''
+
+
+def slice_bundle(src: Path, dst: Path, fmt: str, precisions: list[str] | None) -> dict:
+    """Copy one verified bundle keeping only `fmt` artifacts (of `precisions`, if given); the sliced manifest."""
+    manifest = load_manifest(src, verify_files=True)
+    keep = [a for a in artifacts(manifest, fmt) if precisions is None or a.get("precision") in precisions]
+    if not keep:
+        have = ", ".join(f"{a.get('format')} {a.get('precision')}" for a in manifest.get("artifacts", [])) or "none"
+        raise BundleError(f"{src} has no {fmt} artifact{' of ' + '/'.join(precisions) if precisions else ''} (it has: {have}); "
+                          f"export one or change --format/--precisions")
+    names = {a["file"] for a in keep} | {manifest["tokenizer"]["vocab"]} | set(manifest.get("extra_files", []))
+    dst.mkdir(parents=True)
+    for name in sorted(names):
+        source = src / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, dst / name)
+    sliced = dict(manifest, artifacts=keep, files={n: h for n, h in manifest["files"].items() if n in names})
+    (dst / MANIFEST_NAME).write_text(json.dumps(sliced, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return sliced
+
+
+def stage_app(bundles_dir: str | Path, out_dir: str | Path, fmt: str = "tflite", precisions: list[str] | None = None) -> dict[str, int]:
+    """Write out_dir = main.py + mobile_app/ + bundles/<task>/ (tasks whose bundle exists); {task: bytes staged}."""
+    bundles_dir, out_dir = Path(bundles_dir), Path(out_dir).resolve()
+    found = [t for t in TASKS if (bundles_dir / t / MANIFEST_NAME).is_file()]
+    if not found:
+        raise BundleError(f"no bundles in {bundles_dir} (expected {', '.join(t + '/' for t in TASKS)}); build them with `make demo`")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        package = stage / "mobile_app"
+        package.mkdir()
+        for source in sorted(PACKAGE_DIR.iterdir()):
+            if source.suffix in (".py", ".kv") and source.name not in LEFT_OUT:
+                shutil.copy2(source, package / source.name)
+        (stage / "main.py").write_text(MAIN_PY, encoding="utf-8")
+        sizes = {}
+        for task in found:
+            slice_bundle(bundles_dir / task, stage / "bundles" / task, fmt, precisions)
+            sizes[task] = sum(p.stat().st_size for p in (stage / "bundles" / task).rglob("*") if p.is_file())
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(stage, out_dir)
+        return sizes
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mobile_app.package_app", description=__doc__.splitlines()[0])
+    parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder holding sentiment/, spam/, qa/ (default: bundles)")
+    parser.add_argument("--out", type=Path, default=Path("build/android_app"), help="folder to stage (default: build/android_app, buildozer.spec's source.dir)")
+    parser.add_argument("--format", choices=("tflite", "coreml"), default="tflite", help="artifacts to keep: tflite for Android, coreml for iOS")
+    parser.add_argument("--precisions", nargs="+", metavar="P", help="keep only these precisions (e.g. int8-dynamic) to shrink the package")
+    args = parser.parse_args(argv)
+    try:
+        sizes = stage_app(args.bundles, args.out, args.format, args.precisions)
+    except (BundleError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"| task | staged MB |\n|---|---:|")
+    for task, size in sizes.items():
+        print(f"| {task} | {size / 1e6:.1f} |")
+    print(f"staged {args.out}: main.py, mobile_app/, bundles/ ({', '.join(sizes)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

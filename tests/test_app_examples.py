@@ -1,0 +1,24 @@
+"""The app's tap-to-run examples are real: each appears word for word in the data sets it claims."""
+from __future__ import annotations
+
+import json
+
+from mobile_app import examples
+
+
+def test_sentiment_examples_are_sst2_dev_sentences(data_dir):
+    sentences = {line.rsplit("\t", 1)[0].strip() for line in (data_dir / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]}
+    assert set(examples.SENTIMENT) <= sentences
+
+
+def test_spam_examples_are_uci_messages_of_both_classes(data_dir):
+    rows = dict(reversed(line.split("\t", 1)) for line in (data_dir / "sms_spam" / "SMSSpamCollection").read_text(encoding="utf-8").splitlines())
+    assert all(text in rows for text in examples.SPAM)
+    assert {rows[text] for text in examples.SPAM} == {"ham", "spam"}
+
+
+def test_qa_examples_are_squad_dev_questions_with_their_passages(data_dir):
+    squad = json.loads((data_dir / "squad_v1" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    pairs = {(qa["question"], p["context"]) for article in squad["data"] for p in article["paragraphs"] for qa in p["qas"]}
+    assert set(examples.QA) <= pairs
+    assert list(examples.TASK_TITLES) == ["sentiment", "spam", "qa"]

@@ -1,0 +1,131 @@
+"""End-to-end distillation runs with tiny random teachers on small slices of the real data."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distill.api import REPORT_FILE, run_general, run_task
+from distill.trainer import Interrupted
+from export.wrapper import load_student
+from tests.conftest import REPO_ROOT
+
+TINY_STUDENT = {"layers": 1, "hidden": 32, "heads": 4, "intermediate": 64}
+FAST = dict(max_seq_length=32, batch_size=16, intermediate_epochs=2, prediction_epochs=1, intermediate_lr=1e-3, prediction_lr=1e-3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight the other processes for the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _spam(teacher, data_dir, out, **kwargs):
+    args = dict(teacher=str(teacher), student=TINY_STUDENT, max_train_examples=96, max_eval_examples=48, init="random",
+                overrides=dict(FAST))
+    args.update(kwargs)
+    return run_task("spam", data_dir, out, **args)
+
+
+def test_tiny_run_lowers_loss_and_writes_a_loadable_folder(tiny_classifier_dir, data_dir, tmp_path):
+    student_dir = _spam(tiny_classifier_dir, data_dir, tmp_path / "out")
+    assert student_dir == tmp_path / "out" / "student"
+    report = json.loads((student_dir / REPORT_FILE).read_text())
+    phase = report["phases"]["intermediate"]
+    assert phase["last_loss"] < phase["first_loss"]
+    assert report["layer_mapping"] == [0, 2]
+    assert report["teacher"]["fine_tuned"] is False and report["teacher"]["metrics"]["accuracy"] > 0
+    assert report["student"]["parameters"] < report["teacher"]["parameters"]
+    assert report["data"] == {"train_examples": 96, "train_features": 96, "eval_examples": 48}
+    model = load_student(student_dir)
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert model.config.id2label == {0: "ham", 1: "spam"} and model.config.num_hidden_layers == 1
+    assert (student_dir / "vocab.txt").read_text().splitlines()[101] == "[CLS]"
+    assert not (tmp_path / "out" / "checkpoints").exists()
+    # a second identical call is skipped (same run key) and leaves the folder untouched
+    stamp = (student_dir / "model.safetensors").stat().st_mtime_ns
+    assert _spam(tiny_classifier_dir, data_dir, tmp_path / "out") == student_dir
+    assert (student_dir / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_resume_after_interruption_gives_the_same_weights(tiny_classifier_dir, data_dir, tmp_path):
+    straight = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "a") / "model.safetensors"))
+    with pytest.raises(Interrupted):
+        _spam(tiny_classifier_dir, data_dir, tmp_path / "b", stop_after_epochs=1)
+    assert not (tmp_path / "b" / "student").exists()
+    assert (tmp_path / "b" / "checkpoints" / "intermediate" / "epoch-1" / "model.safetensors").is_file()
+    resumed = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "b", resume=True) / "model.safetensors"))
+    # interrupted between the phases: the finished intermediate phase is loaded from its last checkpoint
+    with pytest.raises(Interrupted):
+        _spam(tiny_classifier_dir, data_dir, tmp_path / "c", stop_after_epochs=2)
+    between = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "c", resume=True) / "model.safetensors"))
+    assert straight.keys() == resumed.keys() == between.keys()
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, resumed[name]), name
+        assert torch.equal(tensor, between[name]), name
+
+
+def test_qa_teacher_is_fine_tuned_once_then_cached_and_general_init_works(tiny_classifier_dir, data_dir, tmp_path):
+    """A teacher without a QA head gets one fine-tuned (cached in OUT/teacher/); general distillation feeds the student."""
+    settings = dict(max_seq_length=96, doc_stride=32, max_query_length=24, batch_size=16, teacher_epochs=1,
+                    general_epochs=1, general_max_texts=40, intermediate_epochs=1, prediction_epochs=1)
+    common = dict(teacher=str(tiny_classifier_dir), student=TINY_STUDENT, max_train_examples=40, max_eval_examples=16,
+                  overrides=settings)
+    out = tmp_path / "qa"
+    general_dir = run_general("qa", data_dir, out, **common)
+    assert (general_dir / "general_key.json").is_file() and (general_dir / "model.safetensors").is_file()
+    student_dir = run_task("qa", data_dir, out, init="general", **common)
+    report = json.loads((student_dir / REPORT_FILE).read_text())
+    assert report["teacher"]["fine_tuned"] is True and report["teacher"]["cached"] is False
+    assert report["general"]["cached"] is True and report["student"]["init"]["kind"] == "general"
+    assert set(report["student"]["metrics"]) == {"exact_match", "f1"}
+    assert type(load_student(student_dir)).__name__ == "BertForQuestionAnswering"
+    teacher_stamp = (out / "teacher" / "model.safetensors").stat().st_mtime_ns
+    again = run_task("qa", data_dir, out, init="random", **common)   # a different run: teacher reused
+    report = json.loads((again / REPORT_FILE).read_text())
+    assert report["teacher"]["cached"] is True
+    assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_stamp
+
+
+def test_two_process_accelerate_launch(tiny_classifier_dir, data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    # accelerate 1.x runs `--cpu --num_processes 2` as ONE process unless MPI is set up; `--multi_gpu` starts two
+    # torchrun workers, and make_accelerator() puts them on CPU/gloo when there is no GPU.
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "distill", "task", "--task", "spam",
+               "--data-dir", str(data_dir), "--out", str(out), "--teacher", str(tiny_classifier_dir), "--init", "random",
+               "--student", "1x32x4x64", "--max-train-examples", "64", "--max-eval-examples", "40",
+               "--set", "max_seq_length=32", "--set", "batch_size=8", "--set", "intermediate_epochs=1", "--set", "prediction_epochs=1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "student" / REPORT_FILE).read_text())
+    assert report["processes"] == 2
+    # 64 examples, 2 processes x batch 8 -> 4 steps per process per epoch
+    assert report["phases"]["intermediate"]["steps"] == 4
+    assert report["data"]["eval_examples"] == 40
+    assert load_student(out / "student") is not None
+
+
+def test_epoch_sampler_groups_lengths_and_depends_only_on_seed_and_epoch():
+    from distill.trainer import EpochSampler
+
+    lengths = [(i * 37) % 50 + 1 for i in range(203)]
+    sampler = EpochSampler(lengths, batch_size=8, seed=3, chunk_batches=5)
+    order = list(sampler)
+    assert sorted(order) == list(range(203))
+    batches = [order[i:i + 8] for i in range(0, len(order), 8)]
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 10                                  # random batches of these lengths spread about 40
+    sampler.set_epoch(1)
+    other = list(sampler)
+    assert other != order
+    assert list(EpochSampler(lengths, 8, seed=3, chunk_batches=5).__iter__()) == order

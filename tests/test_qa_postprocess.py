@@ -1,0 +1,149 @@
+"""QA windows match HF's overflowing fast-tokenizer encoding; best_span matches HF's postprocess_qa_predictions."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from transformers import BertTokenizerFast
+
+from distill.tasks import get_task
+from mobile_app.qa import NO_ANSWER, Answer, best_span, bundle_windows, fitted_stride, make_windows, window_spans
+from mobile_app.tokenizer import WordPieceTokenizer
+from tests.tiny_models import teacher_base_dir
+
+VOCAB = teacher_base_dir() / "vocab.txt"
+SHAPES = [(384, 128, 64), (128, 32, 64), (64, 16, 16)]  # (max_seq_length, doc_stride, max_query_length)
+
+
+@pytest.fixture(scope="module")
+def ours() -> WordPieceTokenizer:
+    return WordPieceTokenizer.from_vocab(VOCAB)
+
+
+@pytest.fixture(scope="module")
+def hf() -> BertTokenizerFast:
+    return BertTokenizerFast(vocab=str(VOCAB), do_lower_case=True)
+
+
+@pytest.fixture(scope="module")
+def squad(data_dir) -> list[dict]:
+    """60 real SQuAD examples, longest contexts first among a seeded sample, so many need several windows."""
+    examples = get_task("qa").load(data_dir)["eval"]
+    rng = np.random.default_rng(0)
+    chosen = [examples[i] for i in rng.choice(len(examples), 200, replace=False)]
+    return sorted(chosen, key=lambda e: -len(e["context"]))[:60]
+
+
+def hf_windows(hf, question, context, max_length, stride, max_query_length):
+    """The reference: HF fast tokenizer overflow, question pre-cut to max_query_length tokens, offsets only on context."""
+    q = hf(question, add_special_tokens=False, return_offsets_mapping=True)
+    if len(q["input_ids"]) > max_query_length:  # cut the text after its last kept token
+        question = question[:q["offset_mapping"][max_query_length - 1][1]]
+        assert hf(question, add_special_tokens=False)["input_ids"] == q["input_ids"][:max_query_length]
+    enc = hf(question, context, truncation="only_second", max_length=max_length, stride=stride,
+             return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True)
+    windows = []
+    for i, ids in enumerate(enc["input_ids"]):
+        seq = enc.sequence_ids(i)
+        offsets = [tuple(o) if seq[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][i])]
+        windows.append((ids, enc["token_type_ids"][i], offsets))
+    return windows
+
+
+def hf_postprocess(all_offsets, start_logits, end_logits, context, n_best=20, max_answer_length=30) -> str:
+    """HF examples' postprocess_qa_predictions for one example (no null answer), reimplemented."""
+    prelim = []
+    for offsets, starts, ends in zip(all_offsets, start_logits, end_logits):
+        for s in np.argsort(starts)[-1:-n_best - 1:-1].tolist():
+            for e in np.argsort(ends)[-1:-n_best - 1:-1].tolist():
+                if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                    continue
+                if e < s or e - s + 1 > max_answer_length:
+                    continue
+                prelim.append({"offsets": (offsets[s][0], offsets[e][1]), "score": starts[s] + ends[e]})
+    best = sorted(prelim, key=lambda x: x["score"], reverse=True)[:n_best]
+    return context[best[0]["offsets"][0]:best[0]["offsets"][1]] if best else ""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("shape", SHAPES)
+def test_windows_match_hf_overflow(ours, hf, squad, shape):
+    max_length, stride, max_query = shape
+    several = 0
+    for ex in squad:
+        got = make_windows(ours, ex["question"], ex["context"], max_length, stride, max_query)
+        ref = hf_windows(hf, ex["question"], ex["context"], max_length, stride, max_query)
+        assert [(w.input_ids, w.token_type_ids, w.offsets) for w in got] == ref, ex["id"]
+        for w in got:
+            assert w.offsets[w.context_start] is not None and w.offsets[w.context_start - 1] is None
+            assert w.attention_mask == [1] * len(w) and len(w) <= max_length
+        several += len(got) > 1
+    assert several >= 10  # the stride logic was really exercised
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("shape", SHAPES[:2])
+def test_best_span_matches_hf_postprocess_on_random_logits(ours, hf, squad, shape):
+    max_length, stride, max_query = shape
+    rng = np.random.default_rng(1)
+    for ex in squad:
+        windows = make_windows(ours, ex["question"], ex["context"], max_length, stride, max_query)
+        # Logits over the padded bucket, as a backend that did not trim would give them.
+        starts = [rng.normal(size=max_length).astype(np.float32) for _ in windows]
+        ends = [rng.normal(size=max_length).astype(np.float32) for _ in windows]
+        expected = hf_postprocess([w.offsets for w in windows], starts, ends, ex["context"])
+        got = best_span(windows, starts, ends, ex["context"])
+        assert got.text == expected, ex["id"]
+        assert ex["context"][got.start_char:got.end_char] == got.text and math.isfinite(got.score)
+        trimmed = best_span(windows, [s[:len(w)] for s, w in zip(starts, windows)], [e[:len(w)] for e, w in zip(ends, windows)], ex["context"])
+        assert trimmed == got
+
+
+def test_answer_keeps_original_spacing_and_case(ours):
+    context = "Built in 1889, the  Eiffel\tTower stands in PARIS."
+    windows = make_windows(ours, "What stands in Paris?", context, 64, 16, 16)
+    offsets = windows[0].offsets
+    start = offsets.index(next(o for o in offsets if o and o[0] == context.index("Eiffel")))
+    end = offsets.index(next(o for o in offsets if o and o[1] == context.index("Tower") + 5))
+    starts, ends = np.zeros(len(offsets), np.float32), np.zeros(len(offsets), np.float32)
+    starts[start], ends[end] = 5.0, 4.0
+    answer = best_span(windows, [starts], [ends], context)
+    assert answer == Answer("Eiffel\tTower", context.index("Eiffel"), context.index("Tower") + 5, 9.0)
+
+
+def test_no_valid_span_gives_empty_answer(ours):
+    windows = make_windows(ours, "Where?", "", 64, 16, 16)
+    assert len(windows) == 1 and windows[0].input_ids == [101, ours.vocab["where"], 1029, 102, 102]
+    assert best_span(windows, [np.ones(5)], [np.ones(5)], "") == NO_ANSWER
+    windows = make_windows(ours, "q", "one two three", 64, 16, 16)
+    n = len(windows[0])
+    # The only high logits put the end before the start: nothing valid in the top 1.
+    starts, ends = np.zeros(n), np.zeros(n)
+    starts[n - 2], ends[windows[0].context_start] = 9, 9
+    assert best_span(windows, [starts], [ends], "one two three", n_best=1) == NO_ANSWER
+    assert not NO_ANSWER.found and NO_ANSWER.text == ""
+
+
+def test_long_question_is_cut_and_short_length_refused(ours):
+    question = "why " * 200
+    windows = make_windows(ours, question, "because " * 300, 128, 32, 20)
+    assert all(w.context_start == 1 + 20 + 1 for w in windows)
+    with pytest.raises(ValueError, match="doc_stride"):
+        make_windows(ours, question, "because", 32, 16, 20)
+
+
+def test_window_spans_and_fitted_stride():
+    assert window_spans(0, 10, 4) == [(0, 0)]
+    assert window_spans(10, 10, 4) == [(0, 10)]
+    assert window_spans(11, 10, 4) == [(0, 10), (6, 11)]
+    assert window_spans(25, 10, 4) == [(0, 10), (6, 16), (12, 22), (18, 25)]
+    assert fitted_stride(384, 128, 64) == (128, 64)
+    assert fitted_stride(128, 128, 64) == (32, 32)
+
+
+def test_bundle_windows_use_manifest_settings(ours):
+    settings = {"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64}
+    context = "word " * 800
+    assert bundle_windows(ours, "q?", context, settings) == make_windows(ours, "q?", context, 384, 128, 64)
+    assert bundle_windows(ours, "q?", context, settings, 128) == make_windows(ours, "q?", context, 128, 32, 32)

@@ -1,0 +1,103 @@
+"""Parity verification on real eval data: tiny bundles through the real interpreter against PyTorch."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from distill.errors import UserError
+from export.cli import main
+from export.parity import THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
+
+
+@pytest.fixture(scope="module")
+def verified_bundle(tiny_tflite_bundle, data_dir, tmp_path_factory):
+    """A copy of the tiny sentiment bundle after one `python -m export verify` run on 80 SST-2 dev examples."""
+    bundle = shutil.copytree(tiny_tflite_bundle, tmp_path_factory.mktemp("verify") / "sentiment")
+    code = main(["verify", str(bundle), "--data-dir", str(data_dir), "--max-examples", "80"])
+    return bundle, code
+
+
+def test_verify_passes_on_a_good_bundle_and_writes_its_report(verified_bundle, capsys):
+    bundle, code = verified_bundle
+    assert code == 0
+    report = json.loads((bundle / "parity.json").read_text())
+    assert report["passed"] and report["examples"] == 80 and report["task"] == "sentiment"
+    rows = {row["precision"]: row for row in report["artifacts"]}
+    assert sorted(rows) == ["fp16", "fp32", "int8-dynamic", "int8-static"]
+    assert rows["fp32"]["max_abs_diff"] <= 1e-4 and rows["fp32"]["agreement"] == 100.0
+    assert rows["fp32"]["metric"] == pytest.approx(report["reference"]["metric"])
+    for row in rows.values():
+        assert row["compared"] == "logits" and row["examples"] == 80 and len(report["diffs"][row["name"]]) == 80
+        assert 0 <= row["mean_abs_diff"] <= row["max_abs_diff"]
+    markdown = (bundle / "parity.md").read_text()
+    assert "sentiment_int8-static.tflite" in markdown and "PASS" in markdown
+    assert (bundle / "parity_diffs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["parity"]["passed"] and set(manifest["parity"]["artifacts"]) == {r["name"] for r in rows.values()}
+
+
+def test_a_failing_threshold_exits_1_and_names_artifact_and_example(verified_bundle, data_dir, capsys):
+    bundle, _ = verified_bundle
+    capsys.readouterr()
+    code = main(["verify", str(bundle), "--data-dir", str(data_dir), "--max-examples", "40",
+                 "--threshold", "tflite/int8-dynamic.max_abs_diff=1e-9"])
+    assert code == 1
+    failed_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("parity FAILED")]
+    assert len(failed_lines) == 1
+    assert failed_lines[0].startswith("parity FAILED: sentiment_int8-dynamic.tflite: max abs diff of logits")
+    assert "at example #" in failed_lines[0] and "(id " in failed_lines[0]
+    report = json.loads((bundle / "parity.json").read_text())
+    assert not report["passed"]
+    failed = [row["name"] for row in report["artifacts"] if not row["passed"]]
+    assert failed == ["sentiment_int8-dynamic.tflite"]
+
+
+def test_verify_refuses_a_tampered_bundle_and_a_wrong_student(tiny_tflite_bundle, tiny_qa_dir, data_dir, tmp_path, capsys):
+    bundle = shutil.copytree(tiny_tflite_bundle, tmp_path / "bundle")
+    assert main(["verify", str(bundle), "--data-dir", str(data_dir), "--student", str(tiny_qa_dir), "--max-examples", "3"]) == 2
+    assert "is a qa model but" in capsys.readouterr().err
+    (bundle / "vocab.txt").write_text("[PAD]\n")
+    assert main(["verify", str(bundle), "--data-dir", str(data_dir), "--max-examples", "3"]) == 2
+    assert "vocab.txt does not match its sha256" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path / "none"), "--data-dir", str(data_dir)]) == 2
+    assert "is not a bundle" in capsys.readouterr().err
+
+
+def test_threshold_table_overrides_and_flags():
+    table = thresholds_with({"*": {"min_agreement": 95.0}, "tflite/fp16": {"max_abs_diff": 0.5}})
+    assert table["tflite/fp16"] == Threshold(max_abs_diff=0.5, min_agreement=95.0)
+    assert table["tflite/fp32"].max_abs_diff == THRESHOLDS["tflite/fp32"].max_abs_diff
+    assert THRESHOLDS["coreml/fp16"] == Threshold(max_abs_diff=1e-2, min_agreement=99.5)
+    assert parse_threshold_flag("tflite/fp32.max_abs_diff=1e-3") == ("tflite/fp32", "max_abs_diff", 1e-3)
+    assert parse_threshold_flag("max_metric_gap=none") == ("*", "max_metric_gap", None)
+    for bad in ("tflite/fp32.max_abs_diff", "speed=3", "min_agreement=high"):
+        with pytest.raises(UserError):
+            parse_threshold_flag(bad)
+
+
+def test_probabilities_are_compared_with_the_students_softmax():
+    logits = np.array([[2.0, -1.0]])
+    probs = np.exp(logits) / np.exp(logits).sum()
+    pairs = compared_outputs("classification", {"logits": logits}, {"probabilities": {"negative": probs[0, 0], "positive": probs[0, 1]}},
+                             5, labels=("negative", "positive"))
+    reference, artifact = pairs["probabilities"]
+    np.testing.assert_allclose(reference, artifact)
+    qa = compared_outputs("qa", {"start_logits": np.arange(8.0)[None], "end_logits": np.zeros((1, 8))},
+                          {"start_logits": np.arange(8.0)[None] + 1, "end_logits": np.ones((1, 8))}, 5)
+    assert [len(a) for a, _ in qa.values()] == [5, 5]
+
+
+def test_qa_bundle_verifies_answer_spans_on_squad(tiny_qa_tflite_bundle, data_dir, tmp_path):
+    pytest.importorskip("mobile_app.qa", reason="mobile_app/qa.py (QA windows and best_span) has not landed yet")
+    from export.verify import verify_bundle
+
+    bundle = shutil.copytree(tiny_qa_tflite_bundle, tmp_path / "qa")
+    report = verify_bundle(bundle, data_dir=data_dir, max_examples=12, progress=False)
+    rows = {row["precision"]: row for row in report["artifacts"]}
+    assert rows["fp32"]["compared"] == "start_logits/end_logits"
+    assert rows["fp32"]["max_abs_diff"] <= 1e-4 and rows["fp32"]["agreement"] == 100.0
+    assert rows["fp32"]["passed"] and report["metric_name"] == "f1"
+    assert rows["fp32"]["metric"] == pytest.approx(report["reference"]["metric"])
