@@ -1,7 +1,7 @@
 """Core ML on Linux: how fast the MIL evaluator checks an artifact on SST-2 dev, and size/agreement per variant.
 
-    python benchmarks/bench_coreml_eval.py [--student DIR] [--variants fp16 fp32 int8 palettize6 palettize4]
-                                           [--data-dir DIR] [--out DIR] [--max-examples N]
+    python benchmarks/bench_coreml_eval.py [--student DIR | --bundle DIR] [--variants fp16 fp32 int8 palettize6 palettize4]
+                                           [--data-dir DIR] [--out DIR] [--max-examples N] [--json FILE]
 
 Without --student, a trained sentiment student is taken from runs/**/ (a folder with distill_report.json of task
 sentiment), else a random-weight tinybert-4l-312d sentiment student is built (speed does not depend on the
@@ -85,6 +85,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--student", type=Path, help="sentiment student folder (default: trained one under runs/, else random 4l-312d)")
+    parser.add_argument("--bundle", type=Path, help="an existing sentiment bundle with Core ML artifacts (skips the export)")
     parser.add_argument("--variants", nargs="+", default=list(COREML_VARIANTS), choices=COREML_VARIANTS)
     parser.add_argument("--data-dir", default=os.environ.get("TINYBERT_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--out", type=Path, help="folder for the student and bundle (default: a temp folder)")
@@ -93,15 +94,22 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     root = args.out or Path(tempfile.mkdtemp(prefix="bench_coreml_"))
-    student = args.student or trained_student(ROOT / "runs")
-    origin = "given" if args.student else ("trained (runs/)" if student else "random tinybert-4l-312d")
-    student = student or random_student(root)
-    print(f"student: {student} ({origin})")
+    if args.bundle:
+        from mobile_app.bundle import load_manifest
 
-    started = time.perf_counter()
-    manifest = export_coreml(student, root / "sentiment", variants=args.variants, task="sentiment")
-    print(f"export of {len(args.variants)} variants: {time.perf_counter() - started:.1f} s")
-    bundle = root / "sentiment"
+        bundle = args.bundle
+        manifest = load_manifest(bundle, task="sentiment")
+        student, origin = Path(manifest["student"]), "from the bundle"
+    else:
+        student = args.student or trained_student(ROOT / "runs")
+        origin = "given" if args.student else ("trained (runs/)" if student else "random tinybert-4l-312d")
+        student = student or random_student(root)
+        started = time.perf_counter()
+        bundle = root / "sentiment"
+        manifest = export_coreml(student, bundle, variants=args.variants, task="sentiment")
+        print(f"export of {len(args.variants)} variants: {time.perf_counter() - started:.1f} s")
+    print(f"student: {student} ({origin})")
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] == "coreml"]
     examples, encodings = encoded_dev_set(bundle, manifest, args.data_dir, args.max_examples)
     labels = np.array([ex["label"] for ex in examples])
     buckets = manifest["buckets"]

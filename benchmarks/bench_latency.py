@@ -159,9 +159,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--runs", type=int, default=20, help="timed warm runs per figure (median)")
     parser.add_argument("--out", type=Path, help="also write latency.json and latency.md here")
+    parser.add_argument("--work", type=Path, help="keep the random student and its bundle here and reuse them on the next run")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        bundle = args.bundle or build_random_student(Path(tmp), args.data_dir)
+        work = args.work or Path(tmp)
+        bundle = args.bundle or (work / "bundle" if (work / "bundle" / "bundle.json").is_file() else build_random_student(work, args.data_dir))
         rows = measure(bundle, args.threads, args.runs)
     text = table(rows, args.threads) + "\n\n" + "\n".join(targets(rows, args.threads))
     print(f"\nmedian warm latency, batch 1, {os.cpu_count()} CPUs, torch {torch.__version__}\n\n{text}")

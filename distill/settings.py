@@ -46,9 +46,9 @@ PRESET_NAMES = ("quick", "full")
 
 # quick: short sequences (SST-2/SMS are short; official SST-2 uses 64), subsampled train sets, few epochs.
 _QUICK = {
-    "classification": dict(max_seq_length=64, max_train_examples=2000, teacher_epochs=1, teacher_lr=1e-4, teacher_freeze_embeddings=True,
-                           general_epochs=1, general_lr=5e-4, general_max_texts=2000,
-                           intermediate_epochs=2, intermediate_lr=5e-4, prediction_epochs=1, prediction_lr=1e-4),
+    "classification": dict(max_seq_length=64, max_train_examples=4000, teacher_epochs=1, teacher_lr=1e-4, teacher_freeze_embeddings=True,
+                           general_epochs=1, general_lr=5e-4, general_max_texts=4000,
+                           intermediate_epochs=3, intermediate_lr=5e-4, prediction_epochs=3, prediction_lr=2e-4),
     "qa": dict(max_seq_length=256, max_train_examples=400, max_eval_examples=150, teacher_epochs=1, teacher_lr=1e-4,
                teacher_freeze_embeddings=True, general_epochs=1, general_lr=5e-4, general_max_texts=400, intermediate_epochs=1, intermediate_lr=5e-4,
                prediction_epochs=1, prediction_lr=1e-4),

@@ -139,6 +139,7 @@ def _entry(name: str, variant: str, flexible: str, head: str, labels, buckets: l
         "flexible": flexible, "deployment_target": DEPLOYMENT_TARGET[flexible], "buckets": list(buckets),
         "inputs": list(INPUT_NAMES),
         "outputs": [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if head == "classification" else list(QA_OUTPUTS),
+        # Compressed variants count the fp16 conversion they start from plus their compression.
         "labels": list(labels), "size_bytes": size, "conversion_seconds": round(seconds, 2),
     }
 

@@ -39,6 +39,11 @@ def _is_fp16(var) -> bool:
     return var.dtype == types.fp16
 
 
+def round_to_fp16(value) -> np.ndarray:
+    """float32 holding the nearest fp16 values (round to nearest even; overflow to inf)."""
+    return np.asarray(value, dtype=np.float16).astype(np.float32)
+
+
 def storage_converter(var):
     """How a value of `var` is kept: fp16 as fp16-rounded float32, other tensors in their own dtype, the rest as is."""
     from coremltools.converters.mil.mil import types
@@ -46,7 +51,7 @@ def storage_converter(var):
     if not (types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type)) or var.dtype == types.str:
         return lambda value: value
     if var.dtype == types.fp16:
-        return lambda value: np.asarray(value, dtype=np.float16).astype(np.float32)
+        return round_to_fp16
     dtype = _np_dtype(var.dtype)
     return lambda value: np.asarray(value, dtype=dtype)
 
@@ -129,7 +134,8 @@ def _linear(op, v, batch):
     x, weight_t = v[id(op.x)], v.get((id(op.weight), "T"))
     if weight_t is None:
         weight_t = v[id(op.weight)].T
-    out = np.matmul(x, weight_t)
+    # One 2-D GEMM over all batch and sequence rows (a stacked matmul would call BLAS once per example).
+    out = np.matmul(x.reshape(-1, x.shape[-1]), weight_t).reshape(*x.shape[:-1], weight_t.shape[-1])
     if op.bias is not None:
         out += v[id(op.bias)]
     return [out]
@@ -284,6 +290,10 @@ class MilProgramEvaluator:
         missing = [name for name in self.input_names if name not in feeds]
         if missing:
             raise BundleError(f"{self.path.name}: missing model input {missing[0]!r}; pass {', '.join(self.input_names)}")
+        with _single_threaded_blas():
+            return self._run(feeds, check_finite)
+
+    def _run(self, feeds: dict[str, np.ndarray], check_finite: bool) -> dict:
         batch = int(np.shape(feeds[self.input_names[0]])[0])
         values = dict(self.constants)
         for name, var in self.function.inputs.items():
@@ -304,8 +314,20 @@ class MilProgramEvaluator:
                         raise BundleError(f"{self.path.name}: op {self.first_non_finite} produced NaN/inf (output {var.name}); the program is not numerically sound on these inputs")
         outputs = {var.name: values[id(var)] for var in self.function.outputs}
         if not check_finite and not all(np.isfinite(v).all() for v in outputs.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"):
-            self(feeds, check_finite=True)  # rerun checking each op; raises naming the first one to go non-finite
+            self._run(feeds, check_finite=True)  # rerun checking each op; raises naming the first one to go non-finite
         return outputs
+
+
+def _single_threaded_blas():
+    """One BLAS thread while a program runs: its GEMMs are small, and on a shared CPU OpenBLAS's spinning
+    worker threads made them up to 100x slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _load_program(path: Path):

@@ -90,6 +90,12 @@ def compared_outputs(head: str, reference: dict, candidate: dict, n_tokens: int,
     raise UserError(f"the artifact returns {sorted(candidate)}, neither logits nor probabilities; re-export it")
 
 
+def _short(value, limit: int = 60) -> str:
+    """A prediction (label index or [start, end, answer text]) as a bounded repr for one-line messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...]"
+
+
 @dataclass
 class ArtifactParity:
     """The running tally of one artifact against the student over the eval examples."""
@@ -151,7 +157,7 @@ class ArtifactParity:
             d = row["first_disagreement"] or {}
             out.append(f"{self.name}: agreement {row['agreement']:.2f}% < {t.min_agreement:g}% "
                        f"({self.examples - self.agreements} of {self.examples} differ; first: example #{d.get('index')} "
-                       f"(id {d.get('id')}: {d.get('text')!r}) PyTorch {d.get('reference')!r} vs artifact {d.get('artifact')!r})")
+                       f"(id {d.get('id')}: {d.get('text')!r}) PyTorch {_short(d.get('reference'))} vs artifact {_short(d.get('artifact'))})")
         if t.max_metric_gap is not None and row["metric_gap"] is not None and row["metric_gap"] > t.max_metric_gap:
             out.append(f"{self.name}: {row['metric_name']} {row['metric']:.2f} is {row['metric_gap']:.2f} points from PyTorch's "
                        f"(allowed {t.max_metric_gap:g})")

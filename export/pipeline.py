@@ -2,9 +2,9 @@
 
 Each stage is cached (export/stage_cache.py): its key hashes the data files, the result of the stage
 it builds on, its settings and its code, and a stage whose key matches a completed record whose
-outputs are still on disk is skipped. The stage bodies are the other modules' public functions
-(distill.api.run_task, export.tflite, export.coreml, export.verify, mobile_app.backends), reached
-through `StageFunctions` so a test can count the calls.
+outputs are still on disk is skipped. Settings live in export/pipeline_config.py, the stage bodies
+(calls into distill.api, export.tflite, export.coreml, export.verify, export.runners) in
+export/pipeline_stages.py.
 """
 from __future__ import annotations
 
@@ -12,166 +12,30 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from distill.errors import UserError
 from distill.tasks import get_task
-from export.quantize import TFLITE_PRECISIONS, check_precisions
+from export.pipeline_config import PipelineConfig
+from export.pipeline_stages import StageFunctions
 from export.stage_cache import StageCache, code_version, file_hashes, key_of, stage_inputs, write_atomic
 from export.verify import PARITY_JSON
 from mobile_app.bundle import read_manifest, sha256_path
 
-TASK_NAMES = ("sentiment", "spam", "qa")
-DEFAULT_TFLITE_PRECISIONS = TFLITE_PRECISIONS       # all four, as `python -m export tflite` does
-DEFAULT_COREML_VARIANTS = ("fp16",)                 # as `python -m export coreml` does
-DEFAULT_VERIFY_EXAMPLES = 500   # the parity proof's minimum; the whole eval split when smaller
 SUMMARY_NAME = "summary.json"
 
 # The code each stage runs: editing any of these modules redoes the stage.
-_BUNDLE_CODE = ["export.bundle", "export.student", "export.wrapper", "mobile_app.bundle"]
+_BUNDLE_CODE = ["export.bundle", "export.student", "export.wrapper", "mobile_app.bundle", "export.pipeline_stages"]
 STAGE_CODE = {
-    "distill": ["distill"],
+    "distill": ["distill", "export.pipeline_stages"],
     "tflite": ["export.tflite", "export.quantize", "export.model_inputs", "mobile_app.tokenizer", *_BUNDLE_CODE],
     "coreml": ["export.coreml", *_BUNDLE_CODE],
     "verify": ["export.verify", "export.parity", "export.parity_report", "export.runners", "export.model_inputs",
-               "export.coreml_eval", "export.interim_mobile", "export.wrapper", "mobile_app"],
-    "latency": ["export.runners", "export.coreml_eval", "export.interim_mobile", "mobile_app"],
+               "export.coreml_eval", "export.interim_mobile", "export.wrapper", "mobile_app", "export.pipeline_stages"],
+    "latency": ["export.runners", "export.coreml_eval", "export.interim_mobile", "mobile_app", "export.pipeline_stages"],
 }
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything a run depends on; the CLI fills it from flags, tests from tiny settings."""
-    data_dir: Path
-    run_dir: Path
-    bundles_dir: Path
-    tasks: tuple[str, ...] = TASK_NAMES
-    preset: str = "quick"
-    teacher: str | None = None
-    student: str | dict = "tinybert-4l-312d"
-    init: str = "general"                                   # student initialisation: random | general | a folder or hub id
-    seed: int = 42
-    precisions: tuple[str, ...] = DEFAULT_TFLITE_PRECISIONS
-    coreml_variants: tuple[str, ...] = DEFAULT_COREML_VARIANTS
-    skip_coreml: bool = False
-    force: bool = False
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    buckets: dict[str, tuple[int, ...]] | None = None       # per task; None = the task registry's buckets
-    distill_overrides: dict | None = None                   # passed to distill.api.run_task (tests: epochs, batch size)
-    verify_max_examples: int | None = DEFAULT_VERIFY_EXAMPLES
-    verify_thresholds: dict | None = None                   # passed to the verifier (tests: a threshold that must fail)
-    latency_runs: int = 10
-
-    def validate(self) -> "PipelineConfig":
-        """Refuse bad settings before any work starts, one line each."""
-        for task in self.tasks:
-            get_task(task)
-        if not self.tasks:
-            raise UserError("no tasks given; pass --tasks with any of: " + " ".join(TASK_NAMES))
-        if not Path(self.data_dir).is_dir():
-            raise UserError(f"data directory {self.data_dir} does not exist; pass --data-dir holding sst2/, sms_spam/, squad_v1/")
-        precisions = tuple(check_precisions(self.precisions))
-        variants = self.coreml_variants
-        if not self.skip_coreml:
-            from export.coreml import check_variants
-
-            variants = tuple(check_variants(self.coreml_variants))
-        from export.parity import thresholds_with
-
-        thresholds_with(self.verify_thresholds)
-        for name in ("max_train_examples", "max_eval_examples", "verify_max_examples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
-        if Path(self.run_dir).resolve() == Path(self.bundles_dir).resolve():
-            raise UserError("--out and --bundles must be different folders (the run keeps models and cache, bundles are for the app)")
-        for folder in (self.run_dir, self.bundles_dir):
-            try:
-                Path(folder).mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise UserError(f"cannot create {folder} ({error.strerror}); choose a writable folder") from None
-        # Canonical order and no repeats: the same work always has the same cache key.
-        return replace(self, tasks=tuple(dict.fromkeys(self.tasks)), precisions=precisions, coreml_variants=variants)
-
-    def task_buckets(self, task: str) -> tuple[int, ...]:
-        return tuple((self.buckets or {}).get(task) or get_task(task).buckets)
-
-
-# --- the real stage bodies -------------------------------------------------------------------------
-
-
-def distill_student(task: str, cfg: PipelineConfig) -> Path:
-    from distill.api import run_task
-
-    return Path(run_task(task, cfg.data_dir, Path(cfg.run_dir) / task, preset=cfg.preset, teacher=cfg.teacher,
-                         student=cfg.student, seed=cfg.seed, max_train_examples=cfg.max_train_examples,
-                         max_eval_examples=cfg.max_eval_examples, overrides=cfg.distill_overrides, init=cfg.init))
-
-
-def export_tflite_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
-    from export.tflite import export_tflite
-
-    return export_tflite(student_dir, bundle_dir, precisions=list(cfg.precisions), task=task,
-                         buckets=list(cfg.task_buckets(task)), data_dir=cfg.data_dir)
-
-
-def export_coreml_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
-    from export.coreml import export_coreml
-
-    return export_coreml(student_dir, bundle_dir, variants=list(cfg.coreml_variants), task=task,
-                         buckets=list(cfg.task_buckets(task)))
-
-
-def verify_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
-    from export.verify import verify_bundle as verify
-
-    return verify(bundle_dir, data_dir=cfg.data_dir, student_dir=student_dir, max_examples=cfg.verify_max_examples,
-                  thresholds=cfg.verify_thresholds)
-
-
-def measure_latency(task: str, bundle_dir: Path, cfg: PipelineConfig) -> dict[str, dict]:
-    """Median warm latency of each artifact through its on-device runner, one example at the largest bucket.
-
-    TFLite runs through the phone's interpreter backend; Core ML only on macOS (on Linux its runner is the
-    MIL evaluator, whose speed says nothing about a phone, so it is not timed).
-    """
-    import platform
-
-    import numpy as np
-
-    from export.runners import artifact_runner
-
-    manifest = read_manifest(bundle_dir)
-    bucket = max(manifest["buckets"])
-    ids = np.full(bucket, 1000, dtype=np.int32)
-    ids[0], ids[-1] = 101, 102  # [CLS] ... [SEP] of the uncased vocab; the values do not change the timing
-    mask, types = np.ones(bucket, dtype=np.int32), np.zeros(bucket, dtype=np.int32)
-    found = {}
-    for entry in manifest["artifacts"]:
-        if entry["format"] == "coreml" and platform.system() != "Darwin":
-            continue
-        runner = artifact_runner(bundle_dir, entry)
-        runner.run(ids, mask, types)  # warm-up
-        times = []
-        for _ in range(cfg.latency_runs):
-            start = time.perf_counter()
-            runner.run(ids, mask, types)
-            times.append((time.perf_counter() - start) * 1000.0)
-        found[entry["file"]] = {"latency_ms": float(np.median(times)), "latency_bucket": bucket, "runs": cfg.latency_runs}
-    return found
-
-
-@dataclass(frozen=True)
-class StageFunctions:
-    """The stage bodies; tests wrap them to count calls."""
-    distill: Callable[[str, PipelineConfig], Path] = distill_student
-    tflite: Callable[[str, Path, Path, PipelineConfig], dict] = export_tflite_bundle
-    coreml: Callable[[str, Path, Path, PipelineConfig], dict] = export_coreml_bundle
-    verify: Callable[[str, Path, Path, PipelineConfig], dict] = verify_bundle
-    latency: Callable[[str, Path, PipelineConfig], dict] = measure_latency
 
 
 # --- running one stage through the cache -----------------------------------------------------------
@@ -345,6 +209,11 @@ def run_pipeline(cfg: PipelineConfig, stages: StageFunctions | None = None) -> d
     from export.report import write_report
 
     cfg = cfg.validate()
+    for folder in (cfg.run_dir, cfg.bundles_dir):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create {folder} ({error.strerror}); choose a writable folder") from None
     stages = stages or StageFunctions()
     cache = StageCache(cfg.run_dir)
     if cfg.force:

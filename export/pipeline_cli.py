@@ -11,8 +11,9 @@ from pathlib import Path
 from distill.cli import _student as _student_shape  # the distill CLI's preset-or-shape parser, shared
 from distill.errors import UserError
 from export.coreml import COREML_VARIANTS
-from export.pipeline import (DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES,
-                             TFLITE_PRECISIONS, PipelineConfig, run_pipeline)
+from export.pipeline import run_pipeline
+from export.pipeline_config import (DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES,
+                                    TFLITE_PRECISIONS, PipelineConfig)
 from mobile_app.bundle import BundleError
 
 

@@ -34,7 +34,8 @@ def task_figure_png(task: dict) -> bytes:
     teacher_n, parity_n = task.get("teacher", {}).get("examples"), (task.get("reference") or {}).get("examples")
     handles = [Line2D([], [], marker="s", ls="", color=_TEACHER, markerfacecolor="none", markeredgewidth=2,
                       label=f"teacher (PyTorch, distillation eval{f', {teacher_n} ex.' if teacher_n else ''})"),
-               Line2D([], [], marker="D", ls="", color=_STUDENT, markerfacecolor="none", markeredgewidth=2, label="student (same)"),
+               Line2D([], [], marker="D", ls="", color=_STUDENT, markerfacecolor="none", markeredgewidth=2,
+                      label="student (PyTorch, distillation eval)"),
                Line2D([], [], marker="D", ls="", color=_STUDENT,
                       label=f"student (PyTorch, parity examples{f', {parity_n} ex.' if parity_n else ''})")]
     handles += [Line2D([], [], marker="o", ls="", color=colours[a["name"]],

@@ -122,9 +122,3 @@ class StageCache:
                   "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         write_atomic(self.path(task, stage), json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
         return record
-
-    def clear(self) -> None:
-        """Forget every record (--force)."""
-        if self.dir.is_dir():
-            for path in self.dir.glob("*.json"):
-                path.unlink()

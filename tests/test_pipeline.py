@@ -10,7 +10,9 @@ import dataclasses
 
 import pytest
 
-from export.pipeline import PipelineConfig, StageFunctions, run_pipeline
+from export.pipeline import run_pipeline
+from export.pipeline_config import PipelineConfig
+from export.pipeline_stages import StageFunctions
 from export.pipeline_cli import main, run_and_report
 from tests.test_report import CHROMIUM, screenshot
 from tests.tiny_models import make_tiny_bert
@@ -115,6 +117,7 @@ def test_failing_parity_threshold_exits_1_naming_the_artifact(spam_config, first
     (["--precisions", "int4"], "unknown TFLite precision int4"),
     (["--coreml-variants", "int3"], "int3"),
     (["--max-train-examples", "0"], "--max-train-examples must be a positive number"),
+    (["--student", "3x64x5x128"], "not a multiple of its 5 heads"),
     (["--threshold", "tflite/fp32.closeness=1"], "bad --threshold"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(data_dir, tmp_path, capsys, flags, message):

@@ -122,7 +122,8 @@ def test_file_hashes_of_real_data(data_dir):
 
 
 def test_force_forgets_the_task_records_and_its_distillation_folder(tmp_path, data_dir):
-    from export.pipeline import PipelineConfig, forget_task
+    from export.pipeline import forget_task
+    from export.pipeline_config import PipelineConfig
 
     cfg = PipelineConfig(data_dir=data_dir, run_dir=tmp_path / "run", bundles_dir=tmp_path / "bundles", force=True)
     cache = StageCache(cfg.run_dir)

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from export.report import console_summary, render_markdown, write_report
+from export.report import console_summary, render_markdown, write_report, write_report_from_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -76,6 +76,14 @@ def test_html_is_self_contained_and_renders_in_chromium(tmp_path):
         pytest.skip("chromium not installed; the HTML screenshot needs `apt-get install chromium`")
     shot = screenshot(html_path, tmp_path)
     assert shot.stat().st_size > 20_000
+
+
+def test_report_re_renders_from_a_run_summary(tmp_path):
+    import json
+
+    (tmp_path / "summary.json").write_text(json.dumps(sample_summary(tmp_path)))
+    md_path, html_path = write_report_from_run(tmp_path)
+    assert "model_int8-dynamic.tflite" in md_path.read_text() and html_path.read_text().startswith("<!DOCTYPE html>")
 
 
 def screenshot(html_path, tmp_path, name="report.png"):

@@ -1,0 +1,83 @@
+"""The pipeline's settings: one frozen PipelineConfig, filled by the CLI from flags or by tests, checked up front."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from distill.errors import UserError
+from distill.tasks import TASKS, get_task
+from export.quantize import TFLITE_PRECISIONS, check_precisions
+
+TASK_NAMES = tuple(TASKS)
+DEFAULT_TFLITE_PRECISIONS = TFLITE_PRECISIONS       # all four, as `python -m export tflite` does
+DEFAULT_COREML_VARIANTS = ("fp16",)                 # as `python -m export coreml` does
+DEFAULT_VERIFY_EXAMPLES = 500                       # the parity proof's minimum; the whole eval split when smaller
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse an output folder that cannot be created, without creating anything yet."""
+    existing = folder.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {folder} ({existing} is not a writable folder); choose another path")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run depends on; the CLI fills it from flags, tests from tiny settings."""
+    data_dir: Path
+    run_dir: Path
+    bundles_dir: Path
+    tasks: tuple[str, ...] = TASK_NAMES
+    preset: str = "quick"
+    teacher: str | None = None
+    student: str | dict = "tinybert-4l-312d"
+    init: str = "general"                                   # student initialisation: random | general | a folder or hub id
+    seed: int = 42
+    precisions: tuple[str, ...] = DEFAULT_TFLITE_PRECISIONS
+    coreml_variants: tuple[str, ...] = DEFAULT_COREML_VARIANTS
+    skip_coreml: bool = False
+    force: bool = False
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    buckets: dict[str, tuple[int, ...]] | None = None       # per task; None = the task registry's buckets
+    distill_overrides: dict | None = None                   # passed to distill.api.run_task (tests: epochs, batch size)
+    verify_max_examples: int | None = DEFAULT_VERIFY_EXAMPLES
+    verify_thresholds: dict | None = None                   # passed to the verifier (tests: a threshold that must fail)
+    latency_runs: int = 10
+
+    def validate(self) -> "PipelineConfig":
+        """Refuse bad settings before any work starts, one line each."""
+        for task in self.tasks:
+            get_task(task)
+        if not self.tasks:
+            raise UserError("no tasks given; pass --tasks with any of: " + " ".join(TASK_NAMES))
+        if not Path(self.data_dir).is_dir():
+            raise UserError(f"data directory {self.data_dir} does not exist; pass --data-dir holding sst2/, sms_spam/, squad_v1/")
+        precisions = tuple(check_precisions(self.precisions))
+        variants = self.coreml_variants
+        if not self.skip_coreml:
+            from export.coreml import check_variants
+
+            variants = tuple(check_variants(self.coreml_variants))
+        from export.parity import thresholds_with
+
+        thresholds_with(self.verify_thresholds)
+        for name in ("max_train_examples", "max_eval_examples", "verify_max_examples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        if Path(self.run_dir).resolve() == Path(self.bundles_dir).resolve():
+            raise UserError("--out and --bundles must be different folders (the run keeps models and cache, bundles are for the app)")
+        for folder in (self.run_dir, self.bundles_dir):
+            _check_writable(Path(folder))
+        from distill.student import resolve_shape
+
+        resolve_shape(self.student)
+        # Canonical order and no repeats: the same work always has the same cache key.
+        return replace(self, tasks=tuple(dict.fromkeys(self.tasks)), precisions=precisions, coreml_variants=variants)
+
+    def task_buckets(self, task: str) -> tuple[int, ...]:
+        return tuple((self.buckets or {}).get(task) or get_task(task).buckets)
