@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from distill.errors import UserError
+from export.stage_cache import current_umask, write_atomic
 from mobile_app.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, BundleError, read_manifest, sha256_path
 
 
@@ -57,6 +58,7 @@ def staged_bundle(bundle_dir: str | Path, fresh_manifest: dict):
     try:
         parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.staging-", dir=parent))
+        os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700; the bundle should be readable like any folder
     except OSError as error:
         raise UserError(f"cannot write the bundle at {bundle_dir} ({error.strerror}); choose a writable --out") from None
     try:
@@ -85,9 +87,7 @@ def staged_bundle(bundle_dir: str | Path, fresh_manifest: dict):
         missing = sorted(listed - set(manifest["files"]))
         if missing:
             raise UserError(f"bundle is incomplete, missing {', '.join(missing)}; nothing was written to {bundle_dir}")
-        tmp_manifest = stage / (MANIFEST_NAME + ".tmp")
-        tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp_manifest, stage / MANIFEST_NAME)
+        write_atomic(stage / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _swap_in(stage, bundle_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -46,7 +46,7 @@ def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _threshold_overrides(flags: list[str]) -> dict:
+def threshold_overrides(flags: list[str]) -> dict:
     from export.parity import parse_threshold_flag
 
     overrides: dict[str, dict] = {}
@@ -61,7 +61,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from export.verify import PARITY_MD, verify_bundle
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
-                           thresholds=_threshold_overrides(args.threshold))
+                           thresholds=threshold_overrides(args.threshold))
     rows = parity_rows(report)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.cli import _student as _student_shape  # the distill CLI's preset-or-shape parser, shared
+from distill.cli import parse_student
 from distill.errors import UserError
 from export.coreml import COREML_VARIANTS
 from export.pipeline import run_pipeline
@@ -24,7 +24,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), metavar="TASK", help=f"any of {' '.join(TASK_NAMES)} (default: all)")
     parser.add_argument("--preset", choices=("quick", "full"), default="quick", help="distillation schedule (default quick)")
     parser.add_argument("--teacher", help="teacher model folder or hub id (default: the offline MiniLM base, head fine-tuned)")
-    parser.add_argument("--student", default="tinybert-4l-312d", type=_student_shape,
+    parser.add_argument("--student", default="tinybert-4l-312d", type=parse_student,
                         help="student preset (default tinybert-4l-312d) or LAYERSxHIDDENxHEADSxINTERMEDIATE, e.g. 2x64x4x128")
     parser.add_argument("--init", default="general", help="student initialisation: random, general (short general distillation, "
                         "the default) or a general TinyBERT folder / hub id")
@@ -53,14 +53,14 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    from export.cli import _threshold_overrides  # the verify subcommand's --threshold parsing, shared
+    from export.cli import threshold_overrides  # the verify subcommand's --threshold parsing, shared
 
     return PipelineConfig(data_dir=args.data_dir, run_dir=args.out, bundles_dir=args.bundles, tasks=tuple(args.tasks),
                           preset=args.preset, teacher=args.teacher, student=args.student, init=args.init, seed=args.seed,
                           precisions=tuple(args.precisions), coreml_variants=tuple(args.coreml_variants),
                           skip_coreml=args.skip_coreml, force=args.force, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples, verify_max_examples=args.verify_max_examples,
-                          verify_thresholds=_threshold_overrides(args.threshold) or None)
+                          verify_thresholds=threshold_overrides(args.threshold) or None)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
