@@ -12,8 +12,8 @@ from distill.cli import parse_student
 from distill.errors import UserError
 from export.coreml import COREML_VARIANTS
 from export.pipeline import run_pipeline
-from export.pipeline_config import (DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES,
-                                    TFLITE_PRECISIONS, PipelineConfig)
+from export.pipeline_config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES, PipelineConfig
+from export.quantize import TFLITE_PRECISIONS
 from mobile_app.bundle import BundleError
 
 

@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     except (BundleError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"| task | staged MB |\n|---|---:|")
+    print("| task | staged MB |\n|---|---:|")
     for task, size in sizes.items():
         print(f"| {task} | {size / 1e6:.1f} |")
     print(f"staged {args.out}: main.py, mobile_app/, bundles/ ({', '.join(sizes)})")

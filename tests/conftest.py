@@ -61,3 +61,22 @@ def tiny_qa_tflite_bundle(tiny_qa_dir, data_dir, tmp_path_factory) -> Path:
     export_tflite(tiny_qa_dir, out, precisions=("fp32", "int8-dynamic"), task="qa", data_dir=data_dir,
                   buckets=TINY_QA_BUCKETS, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def ours():
+    """The on-device WordPiece tokenizer over the real uncased vocab."""
+    from mobile_app.tokenizer import WordPieceTokenizer
+    from tests.tiny_models import teacher_base_dir
+
+    return WordPieceTokenizer.from_vocab(teacher_base_dir() / "vocab.txt")
+
+
+@pytest.fixture(scope="session")
+def hf():
+    """Hugging Face's fast BERT tokenizer over the same vocab: the reference the on-device one must match."""
+    from transformers import BertTokenizerFast
+
+    from tests.tiny_models import teacher_base_dir
+
+    return BertTokenizerFast(vocab=str(teacher_base_dir() / "vocab.txt"), do_lower_case=True)

@@ -5,25 +5,11 @@ import math
 
 import numpy as np
 import pytest
-from transformers import BertTokenizerFast
 
 from distill.tasks import get_task
 from mobile_app.qa import NO_ANSWER, Answer, best_span, bundle_windows, fitted_stride, make_windows, window_spans
-from mobile_app.tokenizer import WordPieceTokenizer
-from tests.tiny_models import teacher_base_dir
 
-VOCAB = teacher_base_dir() / "vocab.txt"
 SHAPES = [(384, 128, 64), (128, 32, 64), (64, 16, 16)]  # (max_seq_length, doc_stride, max_query_length)
-
-
-@pytest.fixture(scope="module")
-def ours() -> WordPieceTokenizer:
-    return WordPieceTokenizer.from_vocab(VOCAB)
-
-
-@pytest.fixture(scope="module")
-def hf() -> BertTokenizerFast:
-    return BertTokenizerFast(vocab=str(VOCAB), do_lower_case=True)
 
 
 @pytest.fixture(scope="module")

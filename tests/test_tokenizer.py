@@ -28,15 +28,6 @@ HARD_TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ours() -> WordPieceTokenizer:
-    return WordPieceTokenizer.from_vocab(VOCAB)
-
-
-@pytest.fixture(scope="module")
-def hf() -> BertTokenizerFast:
-    return BertTokenizerFast(vocab=str(VOCAB), do_lower_case=True)
-
 
 def _assert_same(ours_enc, ref, text):
     assert ours_enc.input_ids == ref.ids, text
