@@ -30,7 +30,6 @@ def parse_student(text: str):
     return text
 
 
-_student = parse_student  # the name export/pipeline_cli.py imports
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,8 +33,8 @@ STAGE_CODE = {
     "tflite": ["export.tflite", "export.quantize", "export.model_inputs", "mobile_app.tokenizer", *_BUNDLE_CODE],
     "coreml": ["export.coreml", *_BUNDLE_CODE],
     "verify": ["export.verify", "export.parity", "export.parity_report", "export.runners", "export.model_inputs",
-               "export.coreml_eval", "export.interim_mobile", "export.wrapper", "mobile_app", "export.pipeline_stages"],
-    "latency": ["export.runners", "export.coreml_eval", "export.interim_mobile", "mobile_app", "export.pipeline_stages"],
+               "export.coreml_eval", "export.wrapper", "mobile_app", "export.pipeline_stages"],
+    "latency": ["export.runners", "export.coreml_eval", "mobile_app", "export.pipeline_stages"],
 }
 
 
