@@ -63,7 +63,7 @@ def tiny_qa_tflite_bundle(tiny_qa_dir, data_dir, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ours():
     """The on-device WordPiece tokenizer over the real uncased vocab."""
     from mobile_app.tokenizer import WordPieceTokenizer
@@ -72,9 +72,11 @@ def ours():
     return WordPieceTokenizer.from_vocab(teacher_base_dir() / "vocab.txt")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def hf():
-    """Hugging Face's fast BERT tokenizer over the same vocab: the reference the on-device one must match."""
+    """Hugging Face's fast BERT tokenizer over the same vocab: the reference the on-device one must match.
+
+    Module-scoped: some tests switch truncation on its backend, which must not leak into other modules."""
     from transformers import BertTokenizerFast
 
     from tests.tiny_models import teacher_base_dir
