@@ -16,7 +16,7 @@ from transformers import BertModel
 from distill.errors import UserError
 from distill.features import text_features
 from distill.objectives import IntermediateObjective
-from distill.outputs import replace_dir, save_model_folder
+from distill.outputs import publish_model_folder
 from distill.student import StudentShape, student_config
 from distill.teacher import source_identity, load_tokenizer, teacher_config
 from distill.trainer import Phase, run_phase
@@ -71,9 +71,5 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
                         resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
                         pad_id=tokenizer.pad_token_id)
     summary = {"texts": len(texts), **summary}
-    if accelerator.is_main_process:
-        with replace_dir(general_dir) as stage:
-            save_model_folder(student, tokenizer, stage)
-            (stage / KEY_FILE).write_text(json.dumps({"key": key, "teacher": teacher_source, "summary": summary}, indent=2))
-    accelerator.wait_for_everyone()
+    publish_model_folder(accelerator, general_dir, student, tokenizer, KEY_FILE, {"key": key, "teacher": teacher_source, "summary": summary})
     return general_dir, {"dir": str(general_dir), "cached": False, **summary}

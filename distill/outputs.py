@@ -35,6 +35,15 @@ def save_model_folder(model, tokenizer, folder: Path) -> None:
     write_vocab(tokenizer, Path(folder) / "vocab.txt")
 
 
+def publish_model_folder(accelerator, target: Path, model, tokenizer, key_file: str, record: dict) -> None:
+    """Write a trained model folder with its cache-key record, once (main process) and atomically; all processes wait."""
+    if accelerator.is_main_process:
+        with replace_dir(target) as stage:
+            save_model_folder(model, tokenizer, stage)
+            (stage / key_file).write_text(json.dumps(record, indent=2))
+    accelerator.wait_for_everyone()
+
+
 def write_vocab(tokenizer, path: Path) -> None:
     """WordPiece vocab.txt, one token per line in id order (transformers 5 saves only tokenizer.json)."""
     vocab = tokenizer.get_vocab()

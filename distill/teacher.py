@@ -15,7 +15,7 @@ from transformers import AutoConfig, BertForQuestionAnswering, BertForSequenceCl
 from distill.errors import UserError
 from distill.features import classification_features, qa_train_features
 from distill.objectives import SupervisedObjective
-from distill.outputs import replace_dir, save_model_folder
+from distill.outputs import publish_model_folder
 from distill.trainer import Phase, run_phase
 
 KEY_FILE = "teacher_key.json"
@@ -127,11 +127,7 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
                         resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
                         pad_id=tokenizer.pad_token_id)
     fine_tune = {"train_examples": len(examples), **summary}
-    if accelerator.is_main_process:
-        with replace_dir(teacher_dir) as stage:
-            save_model_folder(model, tokenizer, stage)
-            (stage / KEY_FILE).write_text(json.dumps({"key": key, "source": source, "task": task.name, "fine_tune": fine_tune}, indent=2))
-    accelerator.wait_for_everyone()
+    publish_model_folder(accelerator, teacher_dir, model, tokenizer, KEY_FILE, {"key": key, "source": source, "task": task.name, "fine_tune": fine_tune})
     model.requires_grad_(True)
     return model.eval(), {"source": source, "dir": str(teacher_dir), "fine_tuned": True, "cached": False, "fine_tune": fine_tune}
 
