@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from distill.errors import UserError
-from export.stage_cache import current_umask, write_atomic
+from export.atomic import current_umask, write_atomic
 from mobile_app.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, BundleError, read_manifest, sha256_path
 
 

@@ -20,7 +20,8 @@ from distill.errors import UserError
 from distill.tasks import get_task
 from export.pipeline_config import PipelineConfig
 from export.pipeline_stages import StageFunctions
-from export.stage_cache import StageCache, code_version, file_hashes, key_of, stage_inputs, write_atomic
+from export.atomic import write_atomic
+from export.stage_cache import StageCache, code_version, file_hashes, key_of, stage_inputs
 from export.verify import PARITY_JSON
 from mobile_app.bundle import read_manifest, sha256_path
 

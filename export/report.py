@@ -15,7 +15,7 @@ import html
 import json
 from pathlib import Path
 
-from export.stage_cache import write_atomic
+from export.atomic import write_atomic
 
 REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "report_files"
 

@@ -19,6 +19,7 @@ from mobile_app.classify import Prediction, classify, encode_text, from_probabil
 from mobile_app.qa import NO_ANSWER, bundle_windows
 from mobile_app.runtime import load_task
 from tests.conftest import REPO_ROOT
+from tests.tiny_models import flip_middle_byte
 
 CLS_BUCKETS = (16, 32)
 QA_BUCKETS = (64,)
@@ -148,10 +149,7 @@ def test_tampered_or_mismatched_bundle_is_refused(cls_bundle, tmp_path):
         load_task(cls_bundle, task="qa")
     copy = tmp_path / "sentiment"
     shutil.copytree(cls_bundle, copy)
-    model_file = copy / "sentiment_fp32.tflite"
-    data = bytearray(model_file.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    model_file.write_bytes(bytes(data))
+    flip_middle_byte(copy / "sentiment_fp32.tflite")
     with pytest.raises(BundleError, match="tampered"):
         load_task(copy)
     with pytest.raises(BundleError, match="not a bundle"):

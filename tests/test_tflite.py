@@ -13,6 +13,7 @@ from export.cli import main
 from export.wrapper import ExportableBert, load_student
 from mobile_app.bundle import BundleError, load_manifest, sha256_path
 from tests.conftest import TINY_BUCKETS, TINY_QA_BUCKETS
+from tests.tiny_models import flip_middle_byte
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 
@@ -100,10 +101,7 @@ def test_manifest_hashes_every_file_and_a_tampered_file_is_refused(tiny_tflite_b
     for name, digest in manifest["files"].items():
         assert sha256_path(tiny_tflite_bundle / name) == digest
     bundle = shutil.copytree(tiny_tflite_bundle, tmp_path / "bundle")
-    target = bundle / "sentiment_int8-dynamic.tflite"
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
+    flip_middle_byte(bundle / "sentiment_int8-dynamic.tflite")
     with pytest.raises(BundleError, match="sentiment_int8-dynamic.tflite does not match its sha256"):
         load_manifest(bundle)
     assert main(["verify", str(bundle), "--max-examples", "5"]) == 2

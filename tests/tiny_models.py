@@ -35,3 +35,11 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
     tokenizer.save_pretrained(out_dir)
     shutil.copyfile(teacher_base_dir() / "vocab.txt", out_dir / "vocab.txt")
     return out_dir
+
+
+def flip_middle_byte(path) -> None:
+    """Corrupt a file in place the way a bad copy would, to check that tampered artifacts are refused."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
