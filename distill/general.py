@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import BertModel
 
+from distill.embedding_init import project_teacher_embeddings
 from distill.errors import UserError
 from distill.features import text_features
 from distill.objectives import IntermediateObjective
@@ -65,11 +66,14 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
     config.architectures = ["BertModel"]
     torch.manual_seed(seed)
     student = BertModel(config)
-    phase = Phase("general", IntermediateObjective(student, teacher), text_features(tokenizer, texts, settings.max_seq_length),
+    objective = IntermediateObjective(student, teacher)
+    if settings.general_embedding_init == "teacher-pca":
+        project_teacher_embeddings(student, teacher, objective.projection)
+    phase = Phase("general", objective, text_features(tokenizer, texts, settings.max_seq_length),
                   settings.general_epochs, settings.general_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
                         resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
                         pad_id=tokenizer.pad_token_id)
-    summary = {"texts": len(texts), **summary}
+    summary = {"texts": len(texts), "embedding_init": settings.general_embedding_init, **summary}
     publish_model_folder(accelerator, general_dir, student, tokenizer, KEY_FILE, {"key": key, "teacher": teacher_source, "summary": summary})
     return general_dir, {"dir": str(general_dir), "cached": False, **summary}

@@ -1,0 +1,38 @@
+"""Presets per task, overrides, and settings that are refused before any work starts."""
+from __future__ import annotations
+
+import pytest
+
+from distill.errors import UserError
+from distill.settings import settings_for
+from distill.tasks import get_task
+
+
+def test_full_follows_the_paper_and_quick_is_smaller():
+    for name in ("sentiment", "spam", "qa"):
+        task = get_task(name)
+        full, quick = settings_for(task, "full"), settings_for(task, "quick")
+        assert (full.intermediate_epochs, full.intermediate_lr, full.prediction_epochs, full.prediction_lr) == (20, 5e-5, 3, 3e-5)
+        assert full.max_train_examples is None and full.general_embedding_init == "random"
+        assert quick.max_train_examples and quick.intermediate_epochs < full.intermediate_epochs
+    assert settings_for(get_task("qa"), "full").max_seq_length == get_task("qa").max_seq_length
+
+
+def test_overrides_apply_last_and_bad_values_are_refused():
+    task = get_task("spam")
+    assert settings_for(task, "quick", {"prediction_epochs": 7}).prediction_epochs == 7
+    with pytest.raises(UserError, match="unknown setting"):
+        settings_for(task, "quick", {"epochs": 3})
+    with pytest.raises(UserError, match="unknown preset"):
+        settings_for(task, "fast")
+    with pytest.raises(UserError, match="general_embedding_init"):
+        settings_for(task, "quick", {"general_embedding_init": "zeros"})
+    with pytest.raises(UserError, match="doc_stride"):
+        settings_for(get_task("qa"), "quick", {"max_seq_length": 64})
+
+
+def test_quick_qa_starts_from_the_teacher_embeddings_and_spam_trains_shorter():
+    assert settings_for(get_task("qa"), "quick").general_embedding_init == "teacher-pca"
+    assert settings_for(get_task("sentiment"), "quick").general_embedding_init == "random"
+    spam, sentiment = settings_for(get_task("spam"), "quick"), settings_for(get_task("sentiment"), "quick")
+    assert spam.intermediate_epochs < sentiment.intermediate_epochs and spam.max_seq_length == sentiment.max_seq_length
