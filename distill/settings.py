@@ -53,11 +53,10 @@ _QUICK = {
                            general_epochs=1, general_lr=5e-4, general_max_texts=2000,
                            intermediate_epochs=3, intermediate_lr=5e-4, prediction_epochs=3, prediction_lr=2e-4),
     # QA windows are 4x longer and SQuAD needs far more steps than a quick budget allows: the demo trains on
-    # 700 questions, and the student starts from the teacher's embeddings (question/context word matching).
+    # 700 questions (teacher-pca embeddings were tried here: student F1 6.41 against 6.49 from random).
     "qa": dict(max_seq_length=256, max_train_examples=700, max_eval_examples=150, teacher_epochs=1, teacher_lr=1.5e-4,
                teacher_freeze_embeddings=True, general_epochs=1, general_lr=5e-4, general_max_texts=300,
-               general_embedding_init="teacher-pca", intermediate_epochs=1, intermediate_lr=5e-4,
-               prediction_epochs=2, prediction_lr=3e-4),
+               intermediate_epochs=1, intermediate_lr=5e-4, prediction_epochs=2, prediction_lr=3e-4),
 }
 # Per-task changes on top of the head's quick settings. Spam messages are longer, so two epochs per phase; with
 # 2,500 messages instead of 4,000 the student fell to the all-ham rate (86.7%), so the set is not cut further.
