@@ -1,10 +1,11 @@
 """Start a student's embeddings from the teacher's, compressed to the student's width by PCA.
 
 TinyBERT learns the student's embedding tables from scratch during general distillation on a large corpus.
-On a few thousand task texts that cannot work: the word table is two thirds of a 4-layer 312-wide student,
-and most of its rows are never seen. Projecting the teacher's tables onto the top principal directions of
-its word embeddings keeps every row's geometry from the start; the hidden-state projection W_h then starts
-as the inverse map (the same basis), so the layer-0 loss begins near the PCA reconstruction error.
+With a tiny corpus most rows of the word table (two thirds of a 4-layer 312-wide student) are never seen.
+Projecting the teacher's tables onto the top principal directions of its word embeddings keeps every row's
+geometry from the start; the hidden-state projection W_h starts as the inverse map (the same basis), so the
+layer-0 loss begins near the PCA reconstruction error. Opt-in (`general_embedding_init=teacher-pca`): at the
+quick preset's scale it made no measured difference (README, "Known gaps").
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def principal_basis(table: torch.Tensor, width: int) -> torch.Tensor:
     """(teacher_width, width) orthonormal columns: the top `width` principal directions of the table's rows."""
     if width > table.shape[1]:
         raise UserError(f"the student is wider ({width}) than the teacher ({table.shape[1]}); "
-                        "embedding projection needs a student at most as wide as the teacher (use --init random)")
+                        "teacher-pca embeddings need a student at most as wide as the teacher (--set general_embedding_init=random)")
     centred = table.double() - table.double().mean(dim=0, keepdim=True)
     _, _, right = torch.linalg.svd(centred, full_matrices=False)
     return right[:width].T.to(table.dtype)
