@@ -321,12 +321,8 @@ class MilProgramEvaluator:
 def _single_threaded_blas():
     """One BLAS thread while a program runs: its GEMMs are small, and on a shared CPU OpenBLAS's spinning
     worker threads made them up to 100x slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
+    from threadpoolctl import threadpool_limits
 
-        return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
 
 
