@@ -1,6 +1,6 @@
 """Distil the three tasks with the offline teacher and print teacher vs student quality, size and training time.
 
-    python benchmarks/bench_distill.py --data-dir ../shared/data [--preset quick|full] [--tasks sentiment spam qa]
+    python benchmarks/bench_distill.py --data-dir ../shared/data [--preset quick|medium|full] [--tasks sentiment spam qa]
 
 Writes OUT/<preset>/<task>/ (teacher, general, student), and OUT/bench_distill_<preset>.{md,json,png}.
 A task already distilled with the same settings is read back from its distill_report.json, not retrained.
@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from distill.api import REPORT_FILE, run_task  # noqa: E402
 from distill.errors import UserError  # noqa: E402
+from distill.settings import PRESET_NAMES  # noqa: E402
 from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
 
 COLUMNS = ("task", "metric", "teacher", "student", "retention %", "teacher params", "student params", "student MB",
@@ -66,7 +67,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV))
-    parser.add_argument("--preset", default="quick", choices=("quick", "full"))
+    parser.add_argument("--preset", default="quick", choices=PRESET_NAMES)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--teacher", default=None, help="BERT folder or hub id (default: the offline MiniLM-L6-H384 base)")
     parser.add_argument("--student", default="tinybert-4l-312d")

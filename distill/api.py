@@ -65,6 +65,10 @@ class _Run:
             raise UserError(f"--init {self.init!r} is not 'random', 'general', a folder or a hub id (owner/name)")
         if self.init not in ("random", "general"):
             check_general_source(self.init, self.shape)
+        if self.settings.student_freeze_word_embeddings and (self.init == "random" or (
+                self.init == "general" and self.settings.general_embedding_init == "random")):
+            raise UserError("student_freeze_word_embeddings would keep a random word table; start it from the teacher "
+                            "(--set general_embedding_init=teacher-pca with --init general) or from a checkpoint (--init PATH)")
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} exists and is not a folder; pass a folder path")
         self.corpus = read_corpus(corpus) if corpus else None
@@ -135,6 +139,8 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
             init_info = {"kind": "general", **load_general_encoder(student, run.out / "general")}
         elif run.init != "random":
             init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
+        if s.student_freeze_word_embeddings:
+            student.bert.embeddings.word_embeddings.weight.requires_grad_(False)
         student.to(accelerator.device)
         features = task_features(run.tokenizer, run.task, run.train, s)
         common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,

@@ -4,8 +4,10 @@ TinyBERT learns the student's embedding tables from scratch during general disti
 With a tiny corpus most rows of the word table (two thirds of a 4-layer 312-wide student) are never seen.
 Projecting the teacher's tables onto the top principal directions of its word embeddings keeps every row's
 geometry from the start; the hidden-state projection W_h starts as the inverse map (the same basis), so the
-layer-0 loss begins near the PCA reconstruction error. Opt-in (`general_embedding_init=teacher-pca`): at the
-quick preset's scale it made no measured difference (README, "Known gaps").
+layer-0 loss begins near the PCA reconstruction error. `general_embedding_init=teacher-pca`; the medium preset
+uses it with the word table kept fixed (`student_freeze_word_embeddings`), so words the small corpus never shows
+keep the teacher's geometry and each step skips the table's gradient. At the quick preset's scale neither
+changed accuracy (README, "Known gaps"); quick keeps the paper's random start.
 """
 from __future__ import annotations
 

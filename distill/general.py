@@ -69,6 +69,8 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
     objective = IntermediateObjective(student, teacher)
     if settings.general_embedding_init == "teacher-pca":
         project_teacher_embeddings(student, teacher, objective.projection)
+    if settings.student_freeze_word_embeddings:
+        student.embeddings.word_embeddings.weight.requires_grad_(False)
     phase = Phase("general", objective, text_features(tokenizer, texts, settings.max_seq_length),
                   settings.general_epochs, settings.general_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",

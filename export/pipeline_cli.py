@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distill.cli import parse_student
 from distill.errors import UserError
+from distill.settings import PRESET_NAMES
 from export.coreml import COREML_VARIANTS
 from export.pipeline import run_pipeline
 from export.pipeline_config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES, PipelineConfig
@@ -22,7 +23,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--out", required=True, type=Path, help="run folder: models, stage cache, report.md/.html")
     parser.add_argument("--bundles", required=True, type=Path, help="bundles for the app: BUNDLES/<task>/bundle.json")
     parser.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), metavar="TASK", help=f"any of {' '.join(TASK_NAMES)} (default: all)")
-    parser.add_argument("--preset", choices=("quick", "full"), default="quick", help="distillation schedule (default quick)")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="quick", help="distillation schedule (default quick)")
     parser.add_argument("--teacher", help="teacher model folder or hub id (default: the offline MiniLM base, head fine-tuned)")
     parser.add_argument("--student", default="tinybert-4l-312d", type=parse_student,
                         help="student preset (default tinybert-4l-312d) or LAYERSxHIDDENxHEADSxINTERMEDIATE, e.g. 2x64x4x128")

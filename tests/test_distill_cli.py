@@ -68,3 +68,7 @@ def test_student_with_other_head_count_and_bad_init(capsys, tmp_path, data_dir, 
     _refused(capsys, base + ["--student", "tinybert-9l"], tmp_path / "out", "unknown student preset")
     _refused(capsys, base + ["--student", "1x32x4x64", "--init", str(tmp_path / "nowhere")], tmp_path / "out", "--init")
     _refused(capsys, base + ["--set", "epochs=3"], tmp_path / "out", "unknown setting")
+    _refused(capsys, base + ["--student", "1x32x4x64", "--set", "student_freeze_word_embeddings=true"], tmp_path / "out",
+             "would keep a random word table")
+    _refused(capsys, base + ["--student", "1x32x4x64", "--init", "random", "--preset", "medium"], tmp_path / "out",
+             "would keep a random word table")

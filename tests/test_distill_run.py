@@ -129,3 +129,23 @@ def test_epoch_sampler_groups_lengths_and_depends_only_on_seed_and_epoch():
     other = list(sampler)
     assert other != order
     assert list(EpochSampler(lengths, 8, seed=3, chunk_batches=5).__iter__()) == order
+
+
+def test_frozen_teacher_pca_word_table_survives_every_phase(tiny_classifier_dir, data_dir, tmp_path):
+    """With teacher-pca and a frozen word table, the student ships the teacher's table projected, untouched by training."""
+    from transformers import BertModel
+
+    from distill.embedding_init import principal_basis
+
+    overrides = dict(FAST, general_epochs=1, general_max_texts=64, general_embedding_init="teacher-pca",
+                     student_freeze_word_embeddings=True)
+    student_dir = _spam(tiny_classifier_dir, data_dir, tmp_path / "out", init="general", overrides=overrides)
+    report = json.loads((student_dir / REPORT_FILE).read_text())
+    assert report["phases"]["intermediate"]["last_loss"] < report["phases"]["intermediate"]["first_loss"]
+    teacher_table = BertModel.from_pretrained(tiny_classifier_dir).embeddings.word_embeddings.weight.detach()
+    expected = teacher_table @ principal_basis(teacher_table, TINY_STUDENT["hidden"])
+    trained = load_file(str(student_dir / "model.safetensors"))
+    assert torch.allclose(trained["bert.embeddings.word_embeddings.weight"], expected, atol=1e-6)
+    # the rest of the encoder did train
+    general = load_file(str(tmp_path / "out" / "general" / "model.safetensors"))
+    assert not torch.equal(trained["bert.encoder.layer.0.attention.self.query.weight"], general["encoder.layer.0.attention.self.query.weight"])
