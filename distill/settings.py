@@ -6,7 +6,7 @@ lr 1e-4, 3 epochs. `quick` subsamples and shortens everything so the three tasks
 `medium` trains the teacher as quick does (4,000 labelled examples) and spends about 20 minutes on a
 classification student (2 CPU cores) where it was measured to count: a 20x larger general corpus, a 5x larger
 unlabelled transfer set, and a student word table taken from the teacher by PCA and kept fixed, which also
-makes every step ~25% cheaper.
+makes task distillation ~20% cheaper.
 """
 from __future__ import annotations
 
