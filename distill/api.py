@@ -18,6 +18,7 @@ from pathlib import Path
 from distill.errors import UserError
 from distill.evaluate import evaluate
 from distill.general import general_distill, read_corpus, task_texts
+from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
 from distill.outputs import replace_dir, save_model_folder, weights_bytes, write_json
 from distill.settings import settings_for
@@ -140,7 +141,7 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
         elif run.init != "random":
             init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
         if s.student_freeze_word_embeddings:
-            student.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+            freeze_word_embeddings(student)
         student.to(accelerator.device)
         features = task_features(run.tokenizer, run.task, run.train, s)
         common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,

@@ -16,6 +16,7 @@ from transformers import BertModel
 from distill.embedding_init import project_teacher_embeddings
 from distill.errors import UserError
 from distill.features import text_features
+from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective
 from distill.outputs import publish_model_folder
 from distill.student import StudentShape, student_config
@@ -70,7 +71,7 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
     if settings.general_embedding_init == "teacher-pca":
         project_teacher_embeddings(student, teacher, objective.projection)
     if settings.student_freeze_word_embeddings:
-        student.embeddings.word_embeddings.weight.requires_grad_(False)
+        freeze_word_embeddings(student)
     phase = Phase("general", objective, text_features(tokenizer, texts, settings.max_seq_length),
                   settings.general_epochs, settings.general_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",

@@ -19,6 +19,11 @@ def encoder_of(model: nn.Module) -> nn.Module:
     return getattr(model, "bert", model)
 
 
+def freeze_word_embeddings(model: nn.Module) -> None:
+    """Keep the word table fixed: no gradient, so the optimiser holds no state for its vocab x hidden weights."""
+    encoder_of(model).embeddings.word_embeddings.weight.requires_grad_(False)
+
+
 def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(batch, heads, seq, seq) scores from projected query/key (batch, seq, hidden) and a 0/1 mask."""
     batch, seq, width = query.shape

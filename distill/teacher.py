@@ -14,6 +14,7 @@ from transformers import AutoConfig, BertForQuestionAnswering, BertForSequenceCl
 
 from distill.errors import UserError
 from distill.features import classification_features, qa_train_features
+from distill.internals import freeze_word_embeddings
 from distill.objectives import SupervisedObjective
 from distill.outputs import publish_model_folder
 from distill.trainer import Phase, run_phase
@@ -120,7 +121,7 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
     except OSError as error:
         raise UserError(f"cannot load teacher weights from {source!r}: {str(error).splitlines()[0]} (safetensors weights are required)") from None
     if settings.teacher_freeze_embeddings:
-        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+        freeze_word_embeddings(model)
     phase = Phase("teacher", SupervisedObjective(model), task_features(tokenizer, task, examples, settings),
                   settings.teacher_epochs, settings.teacher_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
