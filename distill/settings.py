@@ -48,7 +48,6 @@ class DistillSettings:
         return dataclasses.asdict(self)
 
 
-PRESET_NAMES = ("quick", "medium", "full")
 EMBEDDING_INITS = ("teacher-pca", "random")
 
 # quick: short sequences (SST-2/SMS are short; official SST-2 uses 64), subsampled train sets, few epochs.
@@ -74,9 +73,12 @@ _MEDIUM = {
     # QA: the same levers (1,500 general texts, 2,100 transfer questions, 1 + 3 epochs) gave student F1 5.90 against
     # quick's 6.49 with an equally weak teacher (F1 8.4) in 26 minutes: medium QA is quick QA until a teacher worth
     # copying fits the budget.
-    "qa": {},
 }
 _MEDIUM_TASK = {"spam": dict(intermediate_epochs=3, prediction_epochs=3)}
+# Each preset is the task's defaults (the paper's, i.e. full) with these layers applied in order:
+# (per-head settings, per-task settings).
+_PRESET_LAYERS = {"quick": ((_QUICK, _QUICK_TASK),), "medium": ((_QUICK, _QUICK_TASK), (_MEDIUM, _MEDIUM_TASK)), "full": ()}
+PRESET_NAMES = tuple(_PRESET_LAYERS)
 
 
 def settings_for(task: TaskSpec, preset: str = "quick", overrides: dict | None = None) -> DistillSettings:
@@ -85,12 +87,9 @@ def settings_for(task: TaskSpec, preset: str = "quick", overrides: dict | None =
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESET_NAMES)}")
     values = dict(max_seq_length=64 if task.name == "sentiment" else task.max_seq_length, doc_stride=task.doc_stride,
                   max_query_length=task.max_query_length, max_answer_length=task.max_answer_length)
-    if preset in ("quick", "medium"):
-        values.update(_QUICK[task.head])
-        values.update(_QUICK_TASK.get(task.name, {}))
-    if preset == "medium":
-        values.update(_MEDIUM[task.head])
-        values.update(_MEDIUM_TASK.get(task.name, {}))
+    for by_head, by_task in _PRESET_LAYERS[preset]:
+        values.update(by_head.get(task.head, {}))
+        values.update(by_task.get(task.name, {}))
     fields = {f.name for f in dataclasses.fields(DistillSettings)}
     unknown = sorted(set(overrides or {}) - fields)
     if unknown:
