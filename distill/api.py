@@ -26,7 +26,8 @@ from distill.student import check_general_source, load_general_encoder, new_stud
 from distill.tasks import get_task
 from distill.teacher import (default_teacher, has_task_head, load_tokenizer, prepare_teacher, source_identity,
                              task_features, teacher_config)
-from distill.trainer import EpochBudget, Interrupted, Phase, make_accelerator, run_phase
+from distill.soft_targets import with_teacher_logits
+from distill.trainer import EpochBudget, Interrupted, Phase, make_accelerator, phase_finished, run_phase
 
 REPORT_FILE = "distill_report.json"
 STAGES = ("teacher", "general", "task")
@@ -151,6 +152,9 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
                                                     s.intermediate_epochs, s.intermediate_lr), **common)
         timings["intermediate"] = round(time.time() - t0, 1)
         t0 = time.time()
+        if s.prediction_epochs > 0 and not phase_finished(common["checkpoints"], "prediction", s.prediction_epochs, resume):
+            features = with_teacher_logits(teacher, features, s.eval_batch_size, run.tokenizer.pad_token_id, accelerator.device,
+                                           show=accelerator.is_local_main_process)
         prediction = run_phase(accelerator, Phase("prediction", PredictionObjective(student, teacher, s.temperature), features,
                                                   s.prediction_epochs, s.prediction_lr), **common)
         timings["prediction"] = round(time.time() - t0, 1)

@@ -90,13 +90,21 @@ def best_spans(examples: list[dict], spans: list[dict], start_logits: np.ndarray
     return {example["id"]: best.get(i, (0.0, ""))[1] for i, example in enumerate(examples)}
 
 
+# a logit that softmax turns into zero probability, finite so that 0 * log-probability stays 0
+PAD_LOGIT = -1e4
+
+
 def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad token lists to the longest in the batch; scalar targets become a 1-d tensor."""
+    """Pad token lists to the longest in the batch; scalar targets become a 1-d tensor; float rows (the
+    teacher's cached logits) pad with PAD_LOGIT to the longest row."""
     width = max(len(f["input_ids"]) for f in features)
     batch = {}
     for key in features[0]:
         values = [f[key] for f in features]
-        if isinstance(values[0], list):
+        if isinstance(values[0], np.ndarray):
+            longest = max(len(v) for v in values)
+            batch[key] = torch.from_numpy(np.stack([np.pad(v, (0, longest - len(v)), constant_values=PAD_LOGIT) for v in values]))
+        elif isinstance(values[0], list):
             fill = pad_id if key == "input_ids" else 0
             batch[key] = torch.tensor([v + [fill] * (width - len(v)) for v in values], dtype=torch.long)
         else:

@@ -13,10 +13,14 @@ from distill.internals import encoder_of, forward_with_internals
 from distill.losses import attention_loss, hidden_loss, layer_mapping, prediction_loss
 
 TARGET_KEYS = ("labels", "start_positions", "end_positions")
+# the teacher's logits when cached in the features (distill/soft_targets.py)
+CLASSIFICATION_SOFT_TARGETS = ("teacher_logits",)
+QA_SOFT_TARGETS = ("teacher_start_logits", "teacher_end_logits")
+SOFT_TARGETS = CLASSIFICATION_SOFT_TARGETS + QA_SOFT_TARGETS
 
 
 def model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k not in TARGET_KEYS}
+    return {k: v for k, v in batch.items() if k not in TARGET_KEYS + SOFT_TARGETS}
 
 
 def task_logits(outputs) -> tuple[torch.Tensor, ...]:
@@ -64,7 +68,9 @@ class IntermediateObjective(_WithFrozenTeacher):
 
 
 class PredictionObjective(_WithFrozenTeacher):
-    """TinyBERT prediction-layer loss: soft cross-entropy against the teacher's logits at a temperature."""
+    """TinyBERT prediction-layer loss: soft cross-entropy against the teacher's logits at a temperature.
+
+    The teacher's logits come from the batch when cached there (distill/soft_targets.py), else from the teacher."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 1.0):
         super().__init__(teacher)
@@ -73,6 +79,8 @@ class PredictionObjective(_WithFrozenTeacher):
 
     def forward(self, **batch):
         inputs = model_inputs(batch)
-        with torch.no_grad():
-            teacher_logits = task_logits(self.teacher(**inputs))
+        teacher_logits = tuple(batch[k] for k in SOFT_TARGETS if k in batch)
+        if not teacher_logits:
+            with torch.no_grad():
+                teacher_logits = task_logits(self.teacher(**inputs))
         return prediction_loss(task_logits(self.student(**inputs)), teacher_logits, self.temperature)

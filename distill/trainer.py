@@ -105,6 +105,11 @@ def _latest_epoch(phase_dir: Path) -> int:
     return max(done, default=0)
 
 
+def phase_finished(checkpoints: Path, name: str, epochs: int, resume: bool) -> bool:
+    """Whether a resumed run will load phase `name` from its last checkpoint instead of training it."""
+    return resume and epochs > 0 and _latest_epoch(Path(checkpoints) / name) >= epochs
+
+
 def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, param in module.named_parameters():
@@ -118,7 +123,7 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
     """Train `phase.objective` for `phase.epochs` epochs, checkpointing each; returns a summary dict."""
     phase_dir = Path(checkpoints) / phase.name
     start = _latest_epoch(phase_dir) if resume else 0
-    if start >= phase.epochs and start > 0:
+    if phase_finished(checkpoints, phase.name, phase.epochs, resume):
         final = phase_dir / f"epoch-{start}"
         phase.objective.load_state_dict(load_file(str(final / "model.safetensors")))
         summary = json.loads((final / DONE_FILE).read_text())

@@ -73,6 +73,18 @@ def test_resume_after_interruption_gives_the_same_weights(tiny_classifier_dir, d
         assert torch.equal(tensor, between[name]), name
 
 
+def test_resume_inside_the_prediction_phase_gives_the_same_weights(tiny_classifier_dir, data_dir, tmp_path):
+    """The teacher's logits are cached in memory for the prediction phase: a resume recomputes the same cache."""
+    two_epochs = dict(FAST, prediction_epochs=2)
+    straight = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "a", overrides=two_epochs) / "model.safetensors"))
+    with pytest.raises(Interrupted):
+        _spam(tiny_classifier_dir, data_dir, tmp_path / "b", overrides=two_epochs, stop_after_epochs=3)
+    assert (tmp_path / "b" / "checkpoints" / "prediction" / "epoch-1" / "model.safetensors").is_file()
+    resumed = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "b", overrides=two_epochs, resume=True) / "model.safetensors"))
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, resumed[name]), name
+
+
 def test_qa_teacher_is_fine_tuned_once_then_cached_and_general_init_works(tiny_classifier_dir, data_dir, tmp_path):
     """A teacher without a QA head gets one fine-tuned (cached in OUT/teacher/); general distillation feeds the student."""
     settings = dict(max_seq_length=96, doc_stride=32, max_query_length=24, batch_size=16, teacher_epochs=1,
@@ -89,7 +101,8 @@ def test_qa_teacher_is_fine_tuned_once_then_cached_and_general_init_works(tiny_c
     assert set(report["student"]["metrics"]) == {"exact_match", "f1"}
     assert type(load_student(student_dir)).__name__ == "BertForQuestionAnswering"
     teacher_stamp = (out / "teacher" / "model.safetensors").stat().st_mtime_ns
-    again = run_task("qa", data_dir, out, init="random", **common)   # a different run: teacher reused
+    # a different run whose teacher limit picks the same 40 examples: the teacher is reused
+    again = run_task("qa", data_dir, out, init="random", **{**common, "overrides": {**settings, "teacher_max_train_examples": 40}})
     report = json.loads((again / REPORT_FILE).read_text())
     assert report["teacher"]["cached"] is True
     assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_stamp
