@@ -114,7 +114,7 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     model = ExportableBert(load_student(student_dir))
     if model.head != manifest["head"]:
         raise UserError(f"{student_dir} is a {model.head} model but {bundle_dir} is a {manifest['head']} bundle; pass the student it was exported from")
-    table = thresholds_with(thresholds)
+    table = thresholds_with(thresholds, head=manifest["head"])
     tokenizer = WordPieceTokenizer.from_manifest(bundle_dir, manifest)
     settings = manifest["tokenizer"]
     examples = spec.load(data_dir)["eval"][:max_examples]

@@ -9,7 +9,7 @@ import pytest
 
 from distill.errors import UserError
 from export.cli import main
-from export.parity import THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
+from export.parity import QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,12 @@ def test_threshold_table_overrides_and_flags():
     assert table["tflite/fp16"] == Threshold(max_abs_diff=0.5, min_agreement=95.0)
     assert table["tflite/fp32"].max_abs_diff == THRESHOLDS["tflite/fp32"].max_abs_diff
     assert THRESHOLDS["coreml/fp16"] == Threshold(max_abs_diff=1e-2, min_agreement=99.5)
+    # QA spans: quantized kinds get the agreement floor and keep the F1 gap; exact kinds and overrides are unchanged
+    qa = thresholds_with(None, head="qa")
+    assert qa["tflite/int8-dynamic"] == Threshold(min_agreement=QA_SPAN_AGREEMENT_FLOOR, max_metric_gap=1.0)
+    assert qa["tflite/fp32"] == THRESHOLDS["tflite/fp32"] and qa["coreml/fp16"] == THRESHOLDS["coreml/fp16"]
+    assert thresholds_with(None)["tflite/int8-dynamic"].min_agreement == 99.0
+    assert thresholds_with({"tflite/int8-dynamic": {"min_agreement": 99.0}}, head="qa")["tflite/int8-dynamic"].min_agreement == 99.0
     assert parse_threshold_flag("tflite/fp32.max_abs_diff=1e-3") == ("tflite/fp32", "max_abs_diff", 1e-3)
     assert parse_threshold_flag("max_metric_gap=none") == ("*", "max_metric_gap", None)
     for bad in ("tflite/fp32.max_abs_diff", "speed=3", "min_agreement=high"):
@@ -101,3 +107,6 @@ def test_qa_bundle_verifies_answer_spans_on_squad(tiny_qa_tflite_bundle, data_di
     assert rows["fp32"]["max_abs_diff"] <= 1e-4 and rows["fp32"]["agreement"] == 100.0
     assert rows["fp32"]["passed"] and report["metric_name"] == "f1"
     assert rows["fp32"]["metric"] == pytest.approx(report["reference"]["metric"])
+    # the QA span floor reaches the quantized artifact's check; fp32 keeps exact agreement
+    assert rows["int8-dynamic"]["threshold"]["min_agreement"] == QA_SPAN_AGREEMENT_FLOOR
+    assert rows["fp32"]["threshold"]["min_agreement"] == 100.0
