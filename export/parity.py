@@ -42,7 +42,6 @@ FALLBACK_THRESHOLD = Threshold(min_agreement=99.0, max_metric_gap=1.0)
 # (the F1-70 medium teacher), always within 1 F1 point (README, "Known gaps"). For quantized QA artifacts the F1
 # gap is the accuracy check; the agreement floor only guards against a broken export.
 QA_SPAN_AGREEMENT_FLOOR = 90.0
-_QUANTIZED_KINDS = ("tflite/int8-dynamic", "tflite/int8-static", "coreml/int8", "coreml/palettize6", "coreml/palettize4")
 _FIELDS = {f.name for f in fields(Threshold)}
 
 
@@ -50,8 +49,8 @@ def thresholds_with(overrides: dict | None = None, head: str = "classification")
     """THRESHOLDS for a `head` ("qa": the span agreement floor on quantized kinds) with overrides
     {kind or "*": {field: value}} applied ("*" first, then per kind)."""
     table = dict(THRESHOLDS)
-    if head == "qa":
-        table.update({kind: replace(table[kind], min_agreement=QA_SPAN_AGREEMENT_FLOOR) for kind in _QUANTIZED_KINDS})
+    if head == "qa":  # the lossy kinds are those judged by a metric gap
+        table.update({kind: replace(t, min_agreement=QA_SPAN_AGREEMENT_FLOOR) for kind, t in table.items() if t.max_metric_gap is not None})
     overrides = overrides or {}
     for kind in sorted(overrides, key=lambda k: k != "*"):
         changes = overrides[kind]
