@@ -53,9 +53,7 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
     general_dir = Path(out_dir) / "general"
     if settings.general_max_texts:
         texts = texts[:settings.general_max_texts]
-    # the texts' hash stands for general_max_texts: a limit that picks the same texts reuses the student
-    fields = {k: v for k, v in settings.as_dict().items()
-              if (k.startswith("general_") and k != "general_max_texts") or k in ("max_seq_length", "batch_size", "warmup_ratio", "weight_decay")}
+    fields = settings.stage_fields("general_", ("max_seq_length", "batch_size", "warmup_ratio", "weight_decay"))
     key = hashlib.sha256(json.dumps({"teacher": source_identity(teacher_source), "shape": shape.__dict__, "settings": fields, "seed": seed,
                                      "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}, sort_keys=True).encode()).hexdigest()
     if (general_dir / KEY_FILE).is_file() and json.loads((general_dir / KEY_FILE).read_text()).get("key") == key:

@@ -48,6 +48,16 @@ class DistillSettings:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def stage_fields(self, prefix: str, shared: tuple[str, ...]) -> dict:
+        """The settings that decide what a cached stage (teacher_, general_) trains, for its cache key: its own
+        fields and `shared`, less its size limit, which the hash of the examples it trains on stands for."""
+        return {k: v for k, v in self.as_dict().items()
+                if (k.startswith(prefix) and k not in _SIZE_LIMITS) or k in shared}
+
+
+# a stage's example limit picks its data; the data's hash, not the limit, goes into the stage's cache key
+_SIZE_LIMITS = ("teacher_max_train_examples", "general_max_texts")
+
 
 EMBEDDING_INITS = ("teacher-pca", "random")
 

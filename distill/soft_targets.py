@@ -2,8 +2,9 @@
 
 The frozen teacher runs in eval mode, so its logits are the same in every epoch; computing them in each step
 costs a teacher forward pass per batch (about 30% of a prediction step with the 6-layer teacher and a 4-layer
-student, measured on medium QA: 335 s for the cache against 825 s per epoch of student steps). Computed once, in length order with fixed batches, on every process, the cache is the same after a
-`--resume` and on each of several processes. QA logits are per token, so each row keeps its own length and
+student, measured on medium QA: 335 s for the cache against 825 s per epoch of student steps). Computed once,
+in length order with fixed batches, on every process, the cache is the same after a `--resume` and on each of
+several processes. QA logits are per token, so each row keeps its own length and
 `collate` pads it with PAD_LOGIT, a score that softmax turns into zero probability.
 """
 from __future__ import annotations

@@ -82,8 +82,7 @@ def source_identity(source: str) -> str:
 def cache_key(source: str, task, settings, seed: int, train_examples: list[dict]) -> str:
     """The teacher, task, training settings, seed and the exact examples it trains on (so not the limits that
     picked them: a larger max_train_examples that selects the same examples reuses the teacher)."""
-    fields = {k: v for k, v in settings.as_dict().items() if (k.startswith("teacher_") and k != "teacher_max_train_examples") or k in
-              ("max_seq_length", "doc_stride", "max_query_length", "batch_size", "warmup_ratio", "weight_decay")}
+    fields = settings.stage_fields("teacher_", ("max_seq_length", "doc_stride", "max_query_length", "batch_size", "warmup_ratio", "weight_decay"))
     blob = json.dumps({"teacher": source_identity(source), "task": task.name, "settings": fields, "seed": seed,
                        "data": hashlib.sha256(json.dumps(train_examples, sort_keys=True).encode()).hexdigest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
