@@ -1,6 +1,7 @@
 """Distil the three tasks with the offline teacher and print teacher vs student quality, size and training time.
 
     python benchmarks/bench_distill.py --data-dir ../shared/data [--preset quick|medium|full] [--tasks sentiment spam qa]
+        [--student PRESET|LxHxAxI] [--init general|random|teacher-layers|PATH] [--out DIR]
 
 Writes OUT/<preset>/<task>/ (teacher, general, student), and OUT/bench_distill_<preset>.{md,json,png}.
 A task already distilled with the same settings is read back from its distill_report.json, not retrained.
@@ -19,6 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from distill.api import REPORT_FILE, run_task  # noqa: E402
+from distill.cli import parse_student  # noqa: E402
 from distill.errors import UserError  # noqa: E402
 from distill.settings import PRESET_NAMES  # noqa: E402
 from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--teacher", default=None, help="BERT folder or hub id (default: the offline MiniLM-L6-H384 base)")
     parser.add_argument("--student", default="tinybert-4l-312d")
+    parser.add_argument("--init", default="general", help="student start, as `python -m distill run --init`")
     parser.add_argument("--out", default="runs/bench_distill")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -78,13 +81,13 @@ def main(argv=None) -> int:
     try:
         for task in args.tasks:
             student_dir = run_task(task, args.data_dir, out / args.preset / task, preset=args.preset, teacher=args.teacher,
-                                   student=args.student)
+                                   student=parse_student(args.student), init=args.init)
             rows.append(row(json.loads((student_dir / REPORT_FILE).read_text())))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = markdown(rows)
-    print(f"\nTinyBERT distillation, preset {args.preset}, student {args.student} "
+    print(f"\nTinyBERT distillation, preset {args.preset}, student {args.student} (init {args.init}) "
           f"(sum of the tasks' recorded wall times {sum(r['total s'] for r in rows):.0f}s; this invocation {time.time() - began:.0f}s)\n")
     print(table)
     (out / f"bench_distill_{args.preset}.md").write_text(table + "\n")

@@ -1,7 +1,7 @@
 """The Python API of the distillation stage, used by the CLI and the one-command pipeline.
 
 `run_task` chains: teacher (fine-tuned and cached when it lacks the task head) -> student initialisation
-(random, our own general distillation, or a general TinyBERT checkpoint) -> intermediate-layer distillation
+(random, our own general distillation, a general TinyBERT checkpoint, or the teacher's own layers) -> intermediate-layer distillation
 -> prediction-layer distillation -> evaluation of teacher and student -> OUT/student/ + distill_report.json.
 Work already done is skipped: the cached teacher and general student, and a student whose report carries
 the same run key.
@@ -22,7 +22,9 @@ from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
 from distill.outputs import replace_dir, save_model_folder, weights_bytes, write_json
 from distill.settings import settings_for
-from distill.student import check_general_source, load_general_encoder, new_student, resolve_shape, student_config
+from distill.losses import layer_mapping
+from distill.student import (TEACHER_LAYERS, check_general_source, check_teacher_width, load_general_encoder,
+                             load_teacher_layers, new_student, resolve_shape, student_config)
 from distill.tasks import get_task
 from distill.teacher import (default_teacher, has_task_head, load_tokenizer, prepare_teacher, source_identity,
                              task_features, teacher_config)
@@ -63,9 +65,13 @@ class _Run:
         self.teacher_config = teacher_config(self.teacher_source)
         self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
         self.init = str(init)
-        if self.init not in ("random", "general") and not Path(self.init).exists() and self.init.count("/") != 1:
-            raise UserError(f"--init {self.init!r} is not 'random', 'general', a folder or a hub id (owner/name)")
-        if self.init not in ("random", "general"):
+        named = ("random", "general", TEACHER_LAYERS)
+        if self.init not in named and not Path(self.init).exists() and self.init.count("/") != 1:
+            raise UserError(f"--init {self.init!r} is not 'random', 'general', '{TEACHER_LAYERS}', a folder or a hub id (owner/name)")
+        if self.init == TEACHER_LAYERS:
+            check_teacher_width(self.shape, self.teacher_config)
+            layer_mapping(self.shape.layers, self.teacher_config.num_hidden_layers)  # refuses a deeper student now
+        elif self.init not in named:
             check_general_source(self.init, self.shape)
         if self.settings.student_freeze_word_embeddings and (self.init == "random" or (
                 self.init == "general" and self.settings.general_embedding_init == "random")):
@@ -139,6 +145,9 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
         init_info = {"kind": "random"}
         if run.init == "general":
             init_info = {"kind": "general", **load_general_encoder(student, run.out / "general")}
+        elif run.init == TEACHER_LAYERS:
+            init_info = {"kind": TEACHER_LAYERS, **load_teacher_layers(student, teacher, layer_mapping(
+                run.shape.layers, run.teacher_config.num_hidden_layers))}
         elif run.init != "random":
             init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
         if s.student_freeze_word_embeddings:
@@ -148,8 +157,8 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
         common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,
                       warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, pad_id=run.tokenizer.pad_token_id)
         t0 = time.time()
-        intermediate = run_phase(accelerator, Phase("intermediate", IntermediateObjective(student, teacher), features,
-                                                    s.intermediate_epochs, s.intermediate_lr), **common)
+        objective = IntermediateObjective(student, teacher, identity_projection=run.init == TEACHER_LAYERS)
+        intermediate = run_phase(accelerator, Phase("intermediate", objective, features, s.intermediate_epochs, s.intermediate_lr), **common)
         timings["intermediate"] = round(time.time() - t0, 1)
         t0 = time.time()
         if s.prediction_epochs > 0 and not phase_finished(common["checkpoints"], "prediction", s.prediction_epochs, resume):

@@ -51,12 +51,16 @@ class SupervisedObjective(nn.Module):
 class IntermediateObjective(_WithFrozenTeacher):
     """TinyBERT intermediate-layer loss: attention-score MSE + hidden-state MSE through W_h."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module):
+    def __init__(self, student: nn.Module, teacher: nn.Module, identity_projection: bool = False):
         super().__init__(teacher)
         self.student = student
         s_config, t_config = encoder_of(student).config, encoder_of(teacher).config
         self.mapping = layer_mapping(s_config.num_hidden_layers, t_config.num_hidden_layers)
         self.projection = nn.Linear(s_config.hidden_size, t_config.hidden_size)  # W_h, shared by all layers
+        if identity_projection:  # a student started from the teacher's own layers already speaks its hidden space
+            with torch.no_grad():
+                self.projection.weight.copy_(torch.eye(t_config.hidden_size, s_config.hidden_size))
+                self.projection.bias.zero_()
 
     def forward(self, **batch):
         inputs = model_inputs(batch)

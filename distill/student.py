@@ -1,8 +1,9 @@
 """The TinyBERT student: its shape (a preset or a custom one), its config, and its initial weights.
 
 Weights start random, from a general TinyBERT checkpoint (a local folder or a hub id such as
-`huawei-noah/TinyBERT_General_4L_312D`), or from our own general distillation output (distill/general.py).
-Only the encoder (embeddings + transformer layers) is taken from a general checkpoint; the task head stays new.
+`huawei-noah/TinyBERT_General_4L_312D`), from our own general distillation output (distill/general.py), or from
+the fine-tuned teacher itself with layers dropped (`teacher-layers`, as DistilBERT starts). Only the encoder
+(embeddings + transformer layers) is taken from a general checkpoint; the task head stays new.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from distill.errors import UserError
 
 HUB_GENERAL_TINYBERT = "huawei-noah/TinyBERT_General_4L_312D"
+TEACHER_LAYERS = "teacher-layers"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class StudentShape:
 PRESETS: dict[str, StudentShape] = {
     "tinybert-4l-312d": StudentShape(layers=4, hidden=312, heads=12, intermediate=1200),
     "tinybert-6l-768d": StudentShape(layers=6, hidden=768, heads=12, intermediate=3072),
+    # the offline MiniLM-L6-H384 teacher's width with 4 of its 6 layers: the shape `--init teacher-layers` needs
+    "minilm-4l-384d": StudentShape(layers=4, hidden=384, heads=12, intermediate=1536),
 }
 
 
@@ -127,3 +131,31 @@ def load_general_encoder(student, source: str | Path) -> dict:
                         f"(vocab {c.vocab_size}), which does not fit the student; pick a matching --student")
     student.bert.load_state_dict(weights, strict=False)
     return {"source": str(source), "tensors": len(weights)}
+
+
+def check_teacher_width(shape: StudentShape, teacher_config) -> None:
+    """`teacher-layers` copies layers whole, so the student needs the teacher's width (it may have fewer layers)."""
+    t = teacher_config
+    if (shape.hidden, shape.heads, shape.intermediate) != (t.hidden_size, t.num_attention_heads, t.intermediate_size):
+        raise UserError(f"--init {TEACHER_LAYERS} needs a student as wide as the teacher (hidden {t.hidden_size}, heads "
+                        f"{t.num_attention_heads}, intermediate {t.intermediate_size}); pass --student "
+                        f"{min(shape.layers, t.num_hidden_layers)}x{t.hidden_size}x{t.num_attention_heads}x{t.intermediate_size}")
+
+
+def load_teacher_layers(student, teacher, mapping: list[int]) -> dict:
+    """Start the student as the fine-tuned teacher with layers dropped: embeddings, task head and pooler as they are,
+    student layer m from teacher layer g(m) (`mapping`, the intermediate loss's own map, so each copied layer starts
+    on the target it is distilled towards)."""
+    source, prefix = teacher.state_dict(), "bert.encoder.layer."
+    weights = {}
+    for key, target in student.state_dict().items():
+        name = key
+        if key.startswith(prefix):
+            index, rest = key[len(prefix):].split(".", 1)
+            name = f"{prefix}{mapping[int(index) + 1] - 1}.{rest}"
+        if name not in source or source[name].shape != target.shape:
+            raise UserError(f"the teacher has no weight {name} shaped like the student's {key} {tuple(target.shape)}; "
+                            f"--init {TEACHER_LAYERS} needs a teacher and student with the same head and width")
+        weights[key] = source[name]
+    student.load_state_dict(weights)
+    return {"teacher_layers": mapping[1:], "tensors": len(weights)}

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from distill.api import REPORT_FILE, run_general, run_task
+from distill.errors import UserError
 from distill.trainer import Interrupted
 from export.wrapper import load_student
 from tests.conftest import REPO_ROOT
@@ -162,3 +163,28 @@ def test_frozen_teacher_pca_word_table_survives_every_phase(tiny_classifier_dir,
     # the rest of the encoder did train
     general = load_file(str(tmp_path / "out" / "general" / "model.safetensors"))
     assert not torch.equal(trained["bert.encoder.layer.0.attention.self.query.weight"], general["encoder.layer.0.attention.self.query.weight"])
+
+
+def test_teacher_layers_start_is_the_teacher_until_it_trains(tiny_classifier_dir, data_dir, tmp_path):
+    # a student as deep and wide as the tiny teacher, started from its layers, with learning rates 0, scores exactly
+    # as the teacher; its intermediate loss (W_h starts as the identity) is only the student's dropout noise
+    same, frozen = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}, dict(FAST, intermediate_lr=0.0, prediction_lr=0.0)
+    report = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "copy", student=same, init="teacher-layers",
+                               overrides=frozen) / REPORT_FILE).read_text())
+    assert report["student"]["init"]["kind"] == "teacher-layers" and report["student"]["init"]["teacher_layers"] == [1, 2]
+    assert report["student"]["metrics"] == report["teacher"]["metrics"]
+    random_start = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "random", student=same, overrides=frozen)
+                               / REPORT_FILE).read_text())
+    assert report["phases"]["intermediate"]["first_loss"] < random_start["phases"]["intermediate"]["first_loss"] / 4
+    # a shallower student takes the mapped layer, then trains away from it
+    one = _spam(tiny_classifier_dir, data_dir, tmp_path / "one", init="teacher-layers")
+    assert json.loads((one / REPORT_FILE).read_text())["student"]["init"]["teacher_layers"] == [2]
+    teacher, trained = load_file(str(tiny_classifier_dir / "model.safetensors")), load_file(str(one / "model.safetensors"))
+    name = "bert.encoder.layer.{}.attention.self.query.weight"
+    assert trained[name.format(0)].shape == teacher[name.format(1)].shape
+    assert 0 < (trained[name.format(0)] - teacher[name.format(1)]).abs().max() < 0.1
+    for student, match in (({"layers": 1, "hidden": 16, "heads": 4, "intermediate": 64}, "as wide as the teacher"),
+                           ({"layers": 3, "hidden": 32, "heads": 4, "intermediate": 64}, "at most as many layers")):
+        with pytest.raises(UserError, match=match):
+            _spam(tiny_classifier_dir, data_dir, tmp_path / "bad", student=student, init="teacher-layers")
+        assert not (tmp_path / "bad").exists()
