@@ -1,8 +1,9 @@
 """The Python API of the distillation stage, used by the CLI and the one-command pipeline.
 
 `run_task` chains: teacher (fine-tuned and cached when it lacks the task head) -> student initialisation
-(random, our own general distillation, a general TinyBERT checkpoint, or the teacher's own layers) -> intermediate-layer distillation
--> prediction-layer distillation -> evaluation of teacher and student -> OUT/student/ + distill_report.json.
+(random, our own general distillation, a general TinyBERT checkpoint, or the teacher's own layers)
+-> intermediate-layer distillation -> prediction-layer distillation -> evaluation of teacher and student
+-> OUT/student/ + distill_report.json.
 Work already done is skipped: the cached teacher and general student, and a student whose report carries
 the same run key.
 """
@@ -19,10 +20,10 @@ from distill.errors import UserError
 from distill.evaluate import evaluate
 from distill.general import general_distill, read_corpus, task_texts
 from distill.internals import freeze_word_embeddings
+from distill.losses import layer_mapping
 from distill.objectives import IntermediateObjective, PredictionObjective
 from distill.outputs import replace_dir, save_model_folder, weights_bytes, write_json
 from distill.settings import settings_for
-from distill.losses import layer_mapping
 from distill.student import (TEACHER_LAYERS, check_general_source, check_teacher_width, load_general_encoder,
                              load_teacher_layers, new_student, resolve_shape, student_config)
 from distill.tasks import get_task
@@ -71,6 +72,9 @@ class _Run:
         if self.init == TEACHER_LAYERS:
             check_teacher_width(self.shape, self.teacher_config)
             layer_mapping(self.shape.layers, self.teacher_config.num_hidden_layers)  # refuses a deeper student now
+            # copied layers compute what the teacher's did only with the teacher's activation and LayerNorm epsilon
+            self.student_config.hidden_act = self.teacher_config.hidden_act
+            self.student_config.layer_norm_eps = self.teacher_config.layer_norm_eps
         elif self.init not in named:
             check_general_source(self.init, self.shape)
         if self.settings.student_freeze_word_embeddings and (self.init == "random" or (

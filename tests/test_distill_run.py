@@ -15,6 +15,7 @@ from distill.errors import UserError
 from distill.trainer import Interrupted
 from export.wrapper import load_student
 from tests.conftest import REPO_ROOT
+from tests.tiny_models import make_tiny_bert
 
 TINY_STUDENT = {"layers": 1, "hidden": 32, "heads": 4, "intermediate": 64}
 FAST = dict(max_seq_length=32, batch_size=16, intermediate_epochs=2, prediction_epochs=1, intermediate_lr=1e-3, prediction_lr=1e-3)
@@ -176,10 +177,12 @@ def test_teacher_layers_start_is_the_teacher_until_it_trains(tiny_classifier_dir
     random_start = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "random", student=same, overrides=frozen)
                                / REPORT_FILE).read_text())
     assert report["phases"]["intermediate"]["first_loss"] < random_start["phases"]["intermediate"]["first_loss"] / 4
-    # a shallower student takes the mapped layer, then trains away from it
-    one = _spam(tiny_classifier_dir, data_dir, tmp_path / "one", init="teacher-layers")
+    # a shallower student takes the mapped layer and the teacher's activation, then trains away from the copy
+    relu_teacher = make_tiny_bert(tmp_path / "relu_teacher", hidden_act="relu")
+    one = _spam(relu_teacher, data_dir, tmp_path / "one", init="teacher-layers")
     assert json.loads((one / REPORT_FILE).read_text())["student"]["init"]["teacher_layers"] == [2]
-    teacher, trained = load_file(str(tiny_classifier_dir / "model.safetensors")), load_file(str(one / "model.safetensors"))
+    assert load_student(one).config.hidden_act == "relu"
+    teacher, trained = load_file(str(relu_teacher / "model.safetensors")), load_file(str(one / "model.safetensors"))
     name = "bert.encoder.layer.{}.attention.self.query.weight"
     assert trained[name.format(0)].shape == teacher[name.format(1)].shape
     assert 0 < (trained[name.format(0)] - teacher[name.format(1)]).abs().max() < 0.1

@@ -16,14 +16,16 @@ def teacher_base_dir() -> Path:
 
 
 def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "positive"), layers: int = 2,
-                   hidden: int = 32, heads: int = 4, intermediate: int = 64, max_positions: int = 512, seed: int = 0) -> Path:
+                   hidden: int = 32, heads: int = 4, intermediate: int = 64, max_positions: int = 512, seed: int = 0,
+                   hidden_act: str = "gelu") -> Path:
     """Save a random BERT with the real uncased vocab, a head for `head`, and its tokenizer files."""
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     # transformers 5 ignores `vocab_file=` (a 5-token vocab) and saves no vocab.txt: load the base, copy vocab.txt.
     tokenizer = BertTokenizerFast.from_pretrained(teacher_base_dir())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=max_positions)
+                        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=max_positions,
+                        hidden_act=hidden_act)
     if head == "classification":
         config.num_labels = len(labels)
         config.id2label = dict(enumerate(labels))
