@@ -20,12 +20,11 @@ from distill.errors import UserError
 from distill.evaluate import evaluate
 from distill.general import general_distill, read_corpus, task_texts
 from distill.internals import freeze_word_embeddings
-from distill.losses import layer_mapping
 from distill.objectives import IntermediateObjective, PredictionObjective
 from distill.outputs import replace_dir, save_model_folder, weights_bytes, write_json
 from distill.settings import settings_for
-from distill.student import (TEACHER_LAYERS, check_general_source, check_teacher_width, load_general_encoder,
-                             load_teacher_layers, new_student, resolve_shape, student_config)
+from distill.student import (TEACHER_LAYERS, check_general_source, load_general_encoder, load_teacher_layers, new_student,
+                             resolve_shape, student_config, teacher_layer_map)
 from distill.tasks import get_task
 from distill.teacher import (default_teacher, has_task_head, load_tokenizer, prepare_teacher, source_identity,
                              task_features, teacher_config)
@@ -70,8 +69,7 @@ class _Run:
         if self.init not in named and not Path(self.init).exists() and self.init.count("/") != 1:
             raise UserError(f"--init {self.init!r} is not 'random', 'general', '{TEACHER_LAYERS}', a folder or a hub id (owner/name)")
         if self.init == TEACHER_LAYERS:
-            check_teacher_width(self.shape, self.teacher_config)
-            layer_mapping(self.shape.layers, self.teacher_config.num_hidden_layers)  # refuses a deeper student now
+            self.teacher_layers = teacher_layer_map(self.shape, self.teacher_config)
             # copied layers compute what the teacher's did only with the teacher's activation and LayerNorm epsilon
             self.student_config.hidden_act = self.teacher_config.hidden_act
             self.student_config.layer_norm_eps = self.teacher_config.layer_norm_eps
@@ -150,8 +148,7 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
         if run.init == "general":
             init_info = {"kind": "general", **load_general_encoder(student, run.out / "general")}
         elif run.init == TEACHER_LAYERS:
-            init_info = {"kind": TEACHER_LAYERS, **load_teacher_layers(student, teacher, layer_mapping(
-                run.shape.layers, run.teacher_config.num_hidden_layers))}
+            init_info = {"kind": TEACHER_LAYERS, **load_teacher_layers(student, teacher, run.teacher_layers)}
         elif run.init != "random":
             init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
         if s.student_freeze_word_embeddings:
@@ -192,7 +189,7 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
         "student": {"shape": run.shape.__dict__, "init": init_info, "metrics": student_metrics, "parameters": _parameters(student)},
         "retention": (student_metrics[metric] / teacher_metrics[metric]) if teacher_metrics[metric] else None,
         "general": general_info, "phases": {"intermediate": intermediate, "prediction": prediction},
-        "layer_mapping": IntermediateObjective(student, teacher).mapping, "wall_seconds": timings,
+        "layer_mapping": objective.mapping, "wall_seconds": timings,
         "processes": accelerator.num_processes,
     }
     if accelerator.is_main_process:

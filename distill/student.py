@@ -133,13 +133,17 @@ def load_general_encoder(student, source: str | Path) -> dict:
     return {"source": str(source), "tensors": len(weights)}
 
 
-def check_teacher_width(shape: StudentShape, teacher_config) -> None:
-    """`teacher-layers` copies layers whole, so the student needs the teacher's width (it may have fewer layers)."""
+def teacher_layer_map(shape: StudentShape, teacher_config) -> list[int]:
+    """The teacher layers g(0..M) a `teacher-layers` student is copied from, after checking that it fits: layers are
+    copied whole, so it needs the teacher's width, and at most the teacher's depth (layer_mapping refuses more)."""
+    from distill.losses import layer_mapping
+
     t = teacher_config
     if (shape.hidden, shape.heads, shape.intermediate) != (t.hidden_size, t.num_attention_heads, t.intermediate_size):
         raise UserError(f"--init {TEACHER_LAYERS} needs a student as wide as the teacher (hidden {t.hidden_size}, heads "
                         f"{t.num_attention_heads}, intermediate {t.intermediate_size}); pass --student "
                         f"{min(shape.layers, t.num_hidden_layers)}x{t.hidden_size}x{t.num_attention_heads}x{t.intermediate_size}")
+    return layer_mapping(shape.layers, t.num_hidden_layers)
 
 
 def load_teacher_layers(student, teacher, mapping: list[int]) -> dict:

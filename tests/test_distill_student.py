@@ -59,13 +59,14 @@ def test_teacher_layers_start_copies_the_mapped_layers_embeddings_and_head():
     from transformers import BertForQuestionAnswering
 
     from distill.losses import layer_mapping
-    from distill.student import check_teacher_width, load_teacher_layers
+    from distill.student import load_teacher_layers, teacher_layer_map
 
     torch.manual_seed(3)
     t_config = BertConfig(vocab_size=100, hidden_size=16, num_attention_heads=2, num_hidden_layers=3, intermediate_size=32)
     teacher = BertForQuestionAnswering(t_config).eval()
     shape = resolve_shape({"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32})
     student = new_student(student_config(shape, t_config, "qa"), seed=0)
+    assert teacher_layer_map(shape, t_config) == layer_mapping(2, 3)
     info = load_teacher_layers(student, teacher, layer_mapping(2, 3))
     assert info["teacher_layers"] == [1, 3]  # g(m) = floor(m * 3 / 2): layer 2 is dropped
     for m, n in ((0, 0), (1, 2)):
@@ -78,7 +79,7 @@ def test_teacher_layers_start_copies_the_mapped_layers_embeddings_and_head():
     ids = torch.randint(5, 100, (2, 9))
     assert torch.allclose(full.eval()(input_ids=ids).start_logits, teacher(input_ids=ids).start_logits, atol=1e-6)
     with pytest.raises(UserError, match=r"as wide as the teacher.*--student 2x16x2x32"):
-        check_teacher_width(resolve_shape({"layers": 2, "hidden": 8, "heads": 2, "intermediate": 32}), t_config)
+        teacher_layer_map(resolve_shape({"layers": 2, "hidden": 8, "heads": 2, "intermediate": 32}), t_config)
     classifier = new_student(student_config(shape, t_config, "classification", ("a", "b")), seed=0)
     with pytest.raises(UserError, match="same head"):
         load_teacher_layers(classifier, teacher, layer_mapping(2, 3))
