@@ -18,6 +18,7 @@ from pathlib import Path
 
 from distill.errors import UserError
 from distill.evaluate import evaluate
+from distill.features import FEATURE_KEYS, collate
 from distill.general import general_distill, read_corpus, task_texts
 from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
@@ -41,6 +42,15 @@ def _sample(examples: list[dict], limit: int | None, seed: int, keep_order: bool
         return list(examples)
     picked = random.Random(seed).sample(range(len(examples)), limit)
     return [examples[i] for i in (sorted(picked) if keep_order else picked)]
+
+
+# training features a narrower teacher-layers student's cut is measured on (distill/narrowing.py), in batches of 16
+PROBE_FEATURES = 64
+
+
+def _probe_batches(features: list[dict], seed: int, pad_id: int) -> list[dict]:
+    picked = _sample(features, PROBE_FEATURES, seed, keep_order=True)
+    return [collate([{k: f[k] for k in FEATURE_KEYS} for f in picked[i:i + 16]], pad_id) for i in range(0, len(picked), 16)]
 
 
 def _parameters(model) -> int:
@@ -144,21 +154,23 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
             return Path(general_info["dir"]) if general_info else Path(teacher_info["dir"])
 
         student = new_student(run.student_config, run.seed)
-        init_info = {"kind": "random"}
+        features = task_features(run.tokenizer, run.task, run.train, s)
+        init_info, hidden_dims = {"kind": "random"}, None
         if run.init == "general":
             init_info = {"kind": "general", **load_general_encoder(student, run.out / "general")}
         elif run.init == TEACHER_LAYERS:
-            init_info = {"kind": TEACHER_LAYERS, **load_teacher_layers(student, teacher, run.teacher_layers)}
+            info, hidden_dims = load_teacher_layers(student, teacher, run.teacher_layers,
+                                                    _probe_batches(features, run.seed, run.tokenizer.pad_token_id))
+            init_info = {"kind": TEACHER_LAYERS, **info}
         elif run.init != "random":
             init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
         if s.student_freeze_word_embeddings:
             freeze_word_embeddings(student)
         student.to(accelerator.device)
-        features = task_features(run.tokenizer, run.task, run.train, s)
         common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,
                       warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, pad_id=run.tokenizer.pad_token_id)
         t0 = time.time()
-        objective = IntermediateObjective(student, teacher, identity_projection=run.init == TEACHER_LAYERS)
+        objective = IntermediateObjective(student, teacher, hidden_dims=hidden_dims)
         intermediate = run_phase(accelerator, Phase("intermediate", objective, features, s.intermediate_epochs, s.intermediate_lr), **common)
         timings["intermediate"] = round(time.time() - t0, 1)
         t0 = time.time()

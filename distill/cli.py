@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--student", default="tinybert-4l-312d", type=parse_student,
                          help=f"student preset ({', '.join(PRESETS)}) or LAYERSxHIDDENxHEADSxINTERMEDIATE")
         sub.add_argument("--init", default="general", help="student start: random, general (our general distillation), teacher-layers (the fine-tuned teacher "
-                         "with layers dropped; needs a student as wide as the teacher, e.g. --student minilm-4l-384d), or a general TinyBERT folder / hub id")
+                         "with layers dropped, and narrowed to a narrower student's width), or a general TinyBERT folder / hub id")
         sub.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/")
         sub.add_argument("--seed", type=int, default=42)
         sub.add_argument("--max-train-examples", type=int, default=None)

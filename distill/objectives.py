@@ -51,15 +51,16 @@ class SupervisedObjective(nn.Module):
 class IntermediateObjective(_WithFrozenTeacher):
     """TinyBERT intermediate-layer loss: attention-score MSE + hidden-state MSE through W_h."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, identity_projection: bool = False):
+    def __init__(self, student: nn.Module, teacher: nn.Module, hidden_dims: list[int] | None = None):
         super().__init__(teacher)
         self.student = student
         s_config, t_config = encoder_of(student).config, encoder_of(teacher).config
         self.mapping = layer_mapping(s_config.num_hidden_layers, t_config.num_hidden_layers)
         self.projection = nn.Linear(s_config.hidden_size, t_config.hidden_size)  # W_h, shared by all layers
-        if identity_projection:  # a student started from the teacher's own layers already speaks its hidden space
+        if hidden_dims is not None:  # a student cut from the teacher's layers: dimension i is teacher dimension hidden_dims[i]
             with torch.no_grad():
-                self.projection.weight.copy_(torch.eye(t_config.hidden_size, s_config.hidden_size))
+                self.projection.weight.zero_()
+                self.projection.weight[hidden_dims, torch.arange(len(hidden_dims))] = 1.0
                 self.projection.bias.zero_()
 
     def forward(self, **batch):

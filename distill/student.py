@@ -2,7 +2,8 @@
 
 Weights start random, from a general TinyBERT checkpoint (a local folder or a hub id such as
 `huawei-noah/TinyBERT_General_4L_312D`), from our own general distillation output (distill/general.py), or from
-the fine-tuned teacher itself with layers dropped (`teacher-layers`, as DistilBERT starts). Only the encoder
+the fine-tuned teacher itself with layers dropped (`teacher-layers`, as DistilBERT starts; a narrower student keeps
+the teacher units that carry the most signal, distill/narrowing.py). Only the encoder
 (embeddings + transformer layers) is taken from a general checkpoint; the task head stays new.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ class StudentShape:
 PRESETS: dict[str, StudentShape] = {
     "tinybert-4l-312d": StudentShape(layers=4, hidden=312, heads=12, intermediate=1200),
     "tinybert-6l-768d": StudentShape(layers=6, hidden=768, heads=12, intermediate=3072),
-    # the offline MiniLM-L6-H384 teacher's width with 4 of its 6 layers: the shape `--init teacher-layers` needs
+    # the offline MiniLM-L6-H384 teacher's width with 4 of its 6 layers: `--init teacher-layers` copies them whole
     "minilm-4l-384d": StudentShape(layers=4, hidden=384, heads=12, intermediate=1536),
 }
 
@@ -134,32 +135,38 @@ def load_general_encoder(student, source: str | Path) -> dict:
 
 
 def teacher_layer_map(shape: StudentShape, teacher_config) -> list[int]:
-    """The teacher layers g(0..M) a `teacher-layers` student is copied from, after checking that it fits: layers are
-    copied whole, so it needs the teacher's width, and at most the teacher's depth (layer_mapping refuses more)."""
+    """The teacher layers g(0..M) a `teacher-layers` student is cut from, after checking that it fits: at most the
+    teacher's width (narrower students keep a subset of its units, distill/narrowing.py) and depth (layer_mapping
+    refuses more)."""
     from distill.losses import layer_mapping
 
     t = teacher_config
-    if (shape.hidden, shape.heads, shape.intermediate) != (t.hidden_size, t.num_attention_heads, t.intermediate_size):
-        raise UserError(f"--init {TEACHER_LAYERS} needs a student as wide as the teacher (hidden {t.hidden_size}, heads "
-                        f"{t.num_attention_heads}, intermediate {t.intermediate_size}); pass --student "
+    if shape.hidden > t.hidden_size or shape.intermediate > t.intermediate_size:
+        raise UserError(f"--init {TEACHER_LAYERS} needs a student at most as wide as the teacher (hidden {t.hidden_size}, "
+                        f"intermediate {t.intermediate_size}); pass for example --student "
                         f"{min(shape.layers, t.num_hidden_layers)}x{t.hidden_size}x{t.num_attention_heads}x{t.intermediate_size}")
     return layer_mapping(shape.layers, t.num_hidden_layers)
 
 
-def load_teacher_layers(student, teacher, mapping: list[int]) -> dict:
-    """Start the student as the fine-tuned teacher with layers dropped: embeddings, task head and pooler as they are,
-    student layer m from teacher layer g(m) (`mapping`, the intermediate loss's own map, so each copied layer starts
-    on the target it is distilled towards)."""
-    source, prefix = teacher.state_dict(), "bert.encoder.layer."
-    weights = {}
-    for key, target in student.state_dict().items():
-        name = key
-        if key.startswith(prefix):
-            index, rest = key[len(prefix):].split(".", 1)
-            name = f"{prefix}{mapping[int(index) + 1] - 1}.{rest}"
-        if name not in source or source[name].shape != target.shape:
-            raise UserError(f"the teacher has no weight {name} shaped like the student's {key} {tuple(target.shape)}; "
-                            f"--init {TEACHER_LAYERS} needs a teacher and student with the same head and width")
-        weights[key] = source[name]
-    student.load_state_dict(weights)
-    return {"teacher_layers": mapping[1:], "tensors": len(weights)}
+def load_teacher_layers(student, teacher, mapping: list[int], batches: list[dict] = ()) -> tuple[dict, list[int]]:
+    """Start the student as the fine-tuned teacher with layers dropped, as DistilBERT does: embeddings, task head and
+    pooler as they are, student layer m from teacher layer g(m) (`mapping`, the intermediate loss's own map, so each
+    copied layer starts on the target it is distilled towards). A narrower student keeps the teacher's units that
+    carry the most signal on `batches` (distill/narrowing.py).
+
+    Returns a description for the report and the teacher hidden dimension each student dimension came from."""
+    from distill.narrowing import cut_state_dict, plan_cut
+
+    config = student.config
+    cut = plan_cut(teacher, config.hidden_size, config.intermediate_size, [g - 1 for g in mapping[1:]], list(batches))
+    weights, target = cut_state_dict(teacher.state_dict(), cut, mapping), student.state_dict()
+    for key, tensor in target.items():
+        if key not in weights or weights[key].shape != tensor.shape:
+            raise UserError(f"the teacher has no weight for the student's {key} {tuple(tensor.shape)}; "
+                            f"--init {TEACHER_LAYERS} needs a teacher and student with the same head")
+    student.load_state_dict({k: weights[k] for k in target})
+    info = {"teacher_layers": mapping[1:], "tensors": len(target)}
+    t = teacher.config
+    if (config.hidden_size, config.intermediate_size) != (t.hidden_size, t.intermediate_size):
+        info.update(narrowed_from={"hidden": t.hidden_size, "intermediate": t.intermediate_size}, probe_batches=len(batches))
+    return info, cut.hidden.tolist()

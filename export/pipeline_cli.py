@@ -28,8 +28,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--student", default="tinybert-4l-312d", type=parse_student,
                         help="student preset (default tinybert-4l-312d) or LAYERSxHIDDENxHEADSxINTERMEDIATE, e.g. 2x64x4x128")
     parser.add_argument("--init", default="general", help="student initialisation: random, general (short general distillation, "
-                        "the default), teacher-layers (the fine-tuned teacher with layers dropped; a student as wide as the "
-                        "teacher, e.g. --student minilm-4l-384d) or a general TinyBERT folder / hub id")
+                        "the default), teacher-layers (the fine-tuned teacher with layers dropped, "
+                        "narrowed to a narrower student's width) or a general TinyBERT folder / hub id")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_TFLITE_PRECISIONS), metavar="P",
                         help=f"TFLite precisions, any of {' '.join(TFLITE_PRECISIONS)}")

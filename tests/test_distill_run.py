@@ -186,7 +186,16 @@ def test_teacher_layers_start_is_the_teacher_until_it_trains(tiny_classifier_dir
     name = "bert.encoder.layer.{}.attention.self.query.weight"
     assert trained[name.format(0)].shape == teacher[name.format(1)].shape
     assert 0 < (trained[name.format(0)] - teacher[name.format(1)]).abs().max() < 0.1
-    for student, match in (({"layers": 1, "hidden": 16, "heads": 4, "intermediate": 64}, "as wide as the teacher"),
+    # a narrower student is cut from the teacher's layers; its W_h starts by putting each kept dimension back in place
+    narrow_shape = {"layers": 1, "hidden": 16, "heads": 4, "intermediate": 48}
+    narrow = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "narrow", student=narrow_shape, init="teacher-layers",
+                               overrides=frozen) / REPORT_FILE).read_text())
+    assert narrow["student"]["init"]["narrowed_from"] == {"hidden": 32, "intermediate": 64}
+    assert narrow["student"]["init"]["probe_batches"] >= 1
+    narrow_random = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "narrow_random", student=narrow_shape,
+                                      overrides=frozen) / REPORT_FILE).read_text())
+    assert narrow["phases"]["intermediate"]["first_loss"] < narrow_random["phases"]["intermediate"]["first_loss"] / 2
+    for student, match in (({"layers": 1, "hidden": 64, "heads": 4, "intermediate": 64}, "at most as wide as the teacher"),
                            ({"layers": 3, "hidden": 32, "heads": 4, "intermediate": 64}, "at most as many layers")):
         with pytest.raises(UserError, match=match):
             _spam(tiny_classifier_dir, data_dir, tmp_path / "bad", student=student, init="teacher-layers")

@@ -67,7 +67,8 @@ def test_teacher_layers_start_copies_the_mapped_layers_embeddings_and_head():
     shape = resolve_shape({"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32})
     student = new_student(student_config(shape, t_config, "qa"), seed=0)
     assert teacher_layer_map(shape, t_config) == layer_mapping(2, 3)
-    info = load_teacher_layers(student, teacher, layer_mapping(2, 3))
+    info, hidden_dims = load_teacher_layers(student, teacher, layer_mapping(2, 3))
+    assert hidden_dims == list(range(16)) and "narrowed_from" not in info
     assert info["teacher_layers"] == [1, 3]  # g(m) = floor(m * 3 / 2): layer 2 is dropped
     for m, n in ((0, 0), (1, 2)):
         assert torch.equal(student.bert.encoder.layer[m].output.dense.weight, teacher.bert.encoder.layer[n].output.dense.weight)
@@ -78,8 +79,66 @@ def test_teacher_layers_start_copies_the_mapped_layers_embeddings_and_head():
     load_teacher_layers(full, teacher, layer_mapping(3, 3))
     ids = torch.randint(5, 100, (2, 9))
     assert torch.allclose(full.eval()(input_ids=ids).start_logits, teacher(input_ids=ids).start_logits, atol=1e-6)
-    with pytest.raises(UserError, match=r"as wide as the teacher.*--student 2x16x2x32"):
-        teacher_layer_map(resolve_shape({"layers": 2, "hidden": 8, "heads": 2, "intermediate": 32}), t_config)
+    with pytest.raises(UserError, match=r"at most as wide as the teacher.*--student 2x16x2x32"):
+        teacher_layer_map(resolve_shape({"layers": 2, "hidden": 24, "heads": 2, "intermediate": 32}), t_config)
     classifier = new_student(student_config(shape, t_config, "classification", ("a", "b")), seed=0)
     with pytest.raises(UserError, match="same head"):
         load_teacher_layers(classifier, teacher, layer_mapping(2, 3))
+
+
+def _probe(vocab: int, seed: int = 0) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.ones(4, 12, dtype=torch.long)
+    mask[1, 8:] = 0
+    return [{"input_ids": torch.randint(5, vocab, (4, 12), generator=generator), "attention_mask": mask,
+             "token_type_ids": torch.zeros(4, 12, dtype=torch.long)} for _ in range(2)]
+
+
+def test_narrowing_keeps_the_units_that_carry_signal_and_drops_dead_ones_losslessly():
+    from transformers import BertForQuestionAnswering
+
+    from distill.losses import layer_mapping
+    from distill.student import load_teacher_layers
+
+    torch.manual_seed(4)
+    t_config = BertConfig(vocab_size=100, hidden_size=16, num_attention_heads=2, num_hidden_layers=2, intermediate_size=32)
+    teacher = BertForQuestionAnswering(t_config).eval()
+    state = teacher.state_dict()
+    dead_neurons = [3, 7, 8, 20, 21, 30]
+    with torch.no_grad():
+        for i in range(2):
+            state[f"bert.encoder.layer.{i}.output.dense.weight"][:, dead_neurons] = 0  # neurons nothing reads
+    ids = torch.randint(5, 100, (3, 10))
+    # feed-forward neurons only: dropping neurons whose output nothing reads changes nothing
+    student = new_student(student_config(resolve_shape({"layers": 2, "hidden": 16, "heads": 2, "intermediate": 26}), t_config, "qa"), 0)
+    info, hidden_dims = load_teacher_layers(student, teacher, layer_mapping(2, 2), _probe(100))
+    assert info["narrowed_from"] == {"hidden": 16, "intermediate": 32} and hidden_dims == list(range(16))
+    assert torch.allclose(student.eval()(input_ids=ids).start_logits, teacher(input_ids=ids).start_logits, atol=1e-5)
+
+    # hidden dims 12..15 and head dims 6, 7 of each head carry nothing: they are the ones dropped, and what is left
+    # computes the teacher's scores once the LayerNorms are corrected for normalising over 12 instead of 16
+    # dimensions (uncorrected, the logits are off by 2e-2)
+    dead_hidden, dead_head = list(range(12, 16)), [6, 7, 14, 15]
+    with torch.no_grad():
+        for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            state[f"bert.embeddings.{table}.weight"][:, dead_hidden] = 0
+        for prefix in ["bert.embeddings.LayerNorm"] + [f"bert.encoder.layer.{i}.{n}.LayerNorm" for i in range(2)
+                                                       for n in ("attention.output", "output")]:
+            state[f"{prefix}.weight"][dead_hidden] = 0
+            state[f"{prefix}.bias"][dead_hidden] = 0
+        for i in range(2):
+            layer = f"bert.encoder.layer.{i}"
+            for name in ("attention.output.dense", "output.dense"):
+                state[f"{layer}.{name}.weight"][dead_hidden] = 0
+                state[f"{layer}.{name}.bias"][dead_hidden] = 0
+            for name in ("query", "key", "value"):
+                state[f"{layer}.attention.self.{name}.weight"][dead_head] = 0
+                state[f"{layer}.attention.self.{name}.bias"][dead_head] = 0
+    narrow = new_student(student_config(resolve_shape({"layers": 2, "hidden": 12, "heads": 2, "intermediate": 26}), t_config, "qa"), 0)
+    info, hidden_dims = load_teacher_layers(narrow, teacher, layer_mapping(2, 2), _probe(100))
+    assert hidden_dims == list(range(12)) and info["probe_batches"] == 2
+    query, t_query = narrow.bert.encoder.layer[1].attention.self.query.weight, state["bert.encoder.layer.1.attention.self.query.weight"]
+    kept_head_dims = [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13]
+    assert torch.allclose(query, t_query[kept_head_dims][:, :12] * (6 / 8) ** 0.5)  # scores keep the teacher's 1/sqrt(8)
+    got, want = narrow.eval()(input_ids=ids).start_logits, teacher(input_ids=ids).start_logits
+    assert torch.allclose(got, want, atol=1e-3)
