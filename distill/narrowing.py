@@ -120,12 +120,10 @@ class Cut:
 
 
 def plan_cut(teacher: nn.Module, hidden: int, intermediate: int, layers: list[int], batches: list[dict]) -> Cut:
-    """Pick the units a `hidden`-wide student with `intermediate` neurons keeps of teacher layers `layers` (0-based)."""
+    """Pick the units a `hidden`-wide student with `intermediate` neurons keeps of teacher layers `layers` (0-based);
+    at most the teacher's width, which student.teacher_layer_map checks before a run starts."""
     config = encoder_of(teacher).config
     heads, t_hidden = config.num_attention_heads, config.hidden_size
-    if hidden > t_hidden or intermediate > config.intermediate_size:
-        raise UserError(f"the student ({hidden} hidden, {intermediate} intermediate) is wider than the teacher "
-                        f"({t_hidden}, {config.intermediate_size}); a teacher-layers student can only be as wide or narrower")
     if hidden == t_hidden and intermediate == config.intermediate_size:
         every = torch.arange(t_hidden)
         return Cut(every, {i: every for i in layers}, {i: every for i in layers},
