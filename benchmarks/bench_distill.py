@@ -1,7 +1,7 @@
 """Distil the three tasks with the offline teacher and print teacher vs student quality, size and training time.
 
     python benchmarks/bench_distill.py --data-dir ../shared/data [--preset quick|medium|full] [--tasks sentiment spam qa]
-        [--student PRESET|LxHxAxI] [--init general|random|teacher-layers|PATH] [--out DIR]
+        [--student PRESET|LxHxAxI] [--init general|random|teacher-layers|PATH (default: the preset's)] [--out DIR]
 
 Writes OUT/<preset>/<task>/ (teacher, general, student), and OUT/bench_distill_<preset>.{md,json,png}.
 A task already distilled with the same settings is read back from its distill_report.json, not retrained.
@@ -25,7 +25,7 @@ from distill.errors import UserError  # noqa: E402
 from distill.settings import PRESET_NAMES  # noqa: E402
 from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
 
-COLUMNS = ("task", "metric", "teacher", "student", "retention %", "teacher params", "student params", "student MB",
+COLUMNS = ("task", "metric", "student start", "teacher", "student", "retention %", "teacher params", "student params", "student MB",
            "teacher fine-tune s", "general s", "distil s", "total s", "total CPU s")
 
 
@@ -33,7 +33,7 @@ def row(report: dict) -> dict:
     wall = report["wall_seconds"]
     teacher, student = report["teacher"], report["student"]
     metric = report["metric"]
-    return {"task": report["task"], "metric": metric, "teacher": round(teacher["metrics"][metric], 2),
+    return {"task": report["task"], "metric": metric, "student start": student["init"]["kind"], "teacher": round(teacher["metrics"][metric], 2),
             "student": round(student["metrics"][metric], 2),
             "retention %": round(100 * report["retention"], 1) if report["retention"] is not None else None,
             "teacher params": teacher["parameters"], "student params": student["parameters"],
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--teacher", default=None, help="BERT folder or hub id (default: the offline MiniLM-L6-H384 base)")
     parser.add_argument("--student", default="tinybert-4l-312d")
-    parser.add_argument("--init", default="general", help="student start, as `python -m distill run --init`")
+    parser.add_argument("--init", default=None, help="student start, as `python -m distill run --init` (default: the preset's)")
     parser.add_argument("--out", default="runs/bench_distill")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = markdown(rows)
-    print(f"\nTinyBERT distillation, preset {args.preset}, student {args.student} (init {args.init}) "
+    start = args.init or "the preset's"
+    print(f"\nTinyBERT distillation, preset {args.preset}, student {args.student} (start: {start}) "
           f"(sum of the tasks' recorded wall times {sum(r['total s'] for r in rows):.0f}s; this invocation {time.time() - began:.0f}s)\n")
     print(table)
     (out / f"bench_distill_{args.preset}.md").write_text(table + "\n")

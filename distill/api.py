@@ -23,7 +23,7 @@ from distill.general import general_distill, read_corpus, task_texts
 from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
 from distill.outputs import replace_dir, save_model_folder, weights_bytes, write_json
-from distill.settings import settings_for
+from distill.settings import default_init, settings_for
 from distill.student import (TEACHER_LAYERS, check_general_source, load_general_encoder, load_teacher_layers, new_student,
                              resolve_shape, student_config, teacher_layer_map)
 from distill.tasks import get_task
@@ -74,7 +74,7 @@ class _Run:
         self.teacher_source = str(teacher) if teacher is not None else default_teacher()
         self.teacher_config = teacher_config(self.teacher_source)
         self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
-        self.init = str(init)
+        self.init = str(init) if init is not None else self._preset_init(preset)
         named = ("random", "general", TEACHER_LAYERS)
         if self.init not in named and not Path(self.init).exists() and self.init.count("/") != 1:
             raise UserError(f"--init {self.init!r} is not 'random', 'general', '{TEACHER_LAYERS}', a folder or a hub id (owner/name)")
@@ -100,6 +100,19 @@ class _Run:
         self.eval = _sample(splits["eval"], self.settings.max_eval_examples, self.seed, keep_order=True)
         self.tokenizer = load_tokenizer(self.teacher_source)
 
+    def _preset_init(self, preset: str) -> str:
+        """The preset's start; a teacher-layers default falls back to general distillation, with a note, for a
+        student the teacher's layers cannot seed (wider or deeper than the teacher)."""
+        init = default_init(self.task, preset)
+        if init == TEACHER_LAYERS:
+            try:
+                teacher_layer_map(self.shape, self.teacher_config)
+            except UserError as why:
+                print(f"note: the {preset} preset starts {self.task.name} students from the teacher's layers, which cannot "
+                      f"seed this one ({why}); starting it from general distillation instead")
+                return "general"
+        return init
+
     def key(self) -> str:
         blob = {"task": self.task.name, "settings": self.settings.as_dict(), "shape": self.shape.__dict__, "seed": self.seed,
                 "init": self.init, "teacher": source_identity(self.teacher_source),
@@ -109,15 +122,16 @@ class _Run:
 
 def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, student="tinybert-4l-312d", seed: int = 42,
              max_train_examples: int | None = None, max_eval_examples: int | None = None, overrides: dict | None = None,
-             init: str = "general", resume: bool = False, stop_after_epochs: int | None = None, stages=STAGES,
+             init: str | None = None, resume: bool = False, stop_after_epochs: int | None = None, stages=STAGES,
              corpus=None, accelerator=None) -> Path:
     """Distil a student for `task` into OUT/student/ and return that folder.
 
     `teacher`: a BERT folder or hub id (default: the offline MiniLM-L6-H384 base); one that already has the task's
     head (e.g. a tiny random BERT classifier in tests) is used as is. `student`: a preset name or
-    {"layers", "hidden", "heads", "intermediate"}. `init`: "random", "general" (our general distillation, OUT/general/)
-    or a general TinyBERT folder / hub id. `overrides`: any DistillSettings field. `stop_after_epochs` stops after
-    that many epochs (raises Interrupted); `resume=True` continues from the checkpoints in OUT/checkpoints/.
+    {"layers", "hidden", "heads", "intermediate"}. `init`: "random", "general" (our general distillation, OUT/general/),
+    "teacher-layers", a general TinyBERT folder / hub id, or None for the preset's start (`default_init`).
+    `overrides`: any DistillSettings field. `stop_after_epochs` stops after that many epochs (raises Interrupted);
+    `resume=True` continues from the checkpoints in OUT/checkpoints/.
     `stages` limits the work to some of ("teacher", "general", "task"); a missing earlier stage is an error.
     """
     began, cpu_began = time.time(), time.process_time()

@@ -44,12 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--task", required=True, help=f"task to distil for: {', '.join(TASKS)}")
         sub.add_argument("--data-dir", default=None, help="folder with sst2/, sms_spam/, squad_v1/ (default $TINYBERT_DATA_DIR)")
         sub.add_argument("--out", required=True, help="output folder: OUT/teacher/, OUT/general/, OUT/student/")
-        sub.add_argument("--preset", default="quick", choices=PRESET_NAMES, help="quick: minutes on 2 cores; medium: a better student (2 cores: ~20 min for sentiment or spam, ~2 h for QA, most of it the teacher); full: the paper's schedule")
+        sub.add_argument("--preset", default="quick", choices=PRESET_NAMES, help="quick: minutes on 2 cores; medium: a better student (2 cores: ~20 min for sentiment or spam, ~2 h for QA); full: the paper's schedule")
         sub.add_argument("--teacher", default=None, help="BERT model folder or hub id (default: the offline MiniLM-L6-H384 base)")
         sub.add_argument("--student", default="tinybert-4l-312d", type=parse_student,
                          help=f"student preset ({', '.join(PRESETS)}) or LAYERSxHIDDENxHEADSxINTERMEDIATE")
-        sub.add_argument("--init", default="general", help="student start: random, general (our general distillation), teacher-layers (the fine-tuned teacher "
-                         "with layers dropped, and narrowed to a narrower student's width), or a general TinyBERT folder / hub id")
+        sub.add_argument("--init", default=None, help="student start: random, general (our general distillation), teacher-layers (the fine-tuned teacher "
+                         "with layers dropped, and narrowed to a narrower student's width), or a general TinyBERT folder / hub id; "
+                         "default: the preset's (teacher-layers for medium QA, else general)")
         sub.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/")
         sub.add_argument("--seed", type=int, default=42)
         sub.add_argument("--max-train-examples", type=int, default=None)

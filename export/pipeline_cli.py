@@ -27,9 +27,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--teacher", help="teacher model folder or hub id (default: the offline MiniLM base, head fine-tuned)")
     parser.add_argument("--student", default="tinybert-4l-312d", type=parse_student,
                         help="student preset (default tinybert-4l-312d) or LAYERSxHIDDENxHEADSxINTERMEDIATE, e.g. 2x64x4x128")
-    parser.add_argument("--init", default="general", help="student initialisation: random, general (short general distillation, "
-                        "the default), teacher-layers (the fine-tuned teacher with layers dropped, "
-                        "narrowed to a narrower student's width) or a general TinyBERT folder / hub id")
+    parser.add_argument("--init", default=None, help="student initialisation: random, general (short general distillation), "
+                        "teacher-layers (the fine-tuned teacher with layers dropped, narrowed to a narrower student's "
+                        "width) or a general TinyBERT folder / hub id; default: the preset's (teacher-layers for "
+                        "medium QA, else general)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_TFLITE_PRECISIONS), metavar="P",
                         help=f"TFLite precisions, any of {' '.join(TFLITE_PRECISIONS)}")

@@ -36,7 +36,7 @@ class PipelineConfig:
     preset: str = "quick"
     teacher: str | None = None
     student: str | dict = "tinybert-4l-312d"
-    init: str = "general"                                   # student initialisation: random | general | teacher-layers | a folder or hub id
+    init: str | None = None                                 # student start: random | general | teacher-layers | a folder or hub id; None: the preset's
     seed: int = 42
     precisions: tuple[str, ...] = DEFAULT_TFLITE_PRECISIONS
     coreml_variants: tuple[str, ...] = DEFAULT_COREML_VARIANTS

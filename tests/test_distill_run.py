@@ -200,3 +200,21 @@ def test_teacher_layers_start_is_the_teacher_until_it_trains(tiny_classifier_dir
         with pytest.raises(UserError, match=match):
             _spam(tiny_classifier_dir, data_dir, tmp_path / "bad", student=student, init="teacher-layers")
         assert not (tmp_path / "bad").exists()
+
+
+def test_medium_qa_starts_from_the_teacher_layers_unless_the_student_cannot_take_them(tiny_qa_dir, data_dir, tmp_path, capsys):
+    """With no --init, medium QA cuts the student from the teacher (general distillation kept only 22% of its F1);
+    a student wider than the teacher falls back to general distillation and says so."""
+    small = dict(max_seq_length=96, doc_stride=32, max_query_length=24, batch_size=16, general_max_texts=40,
+                 intermediate_epochs=1, prediction_epochs=1)
+    common = dict(teacher=str(tiny_qa_dir), preset="medium", max_train_examples=40, max_eval_examples=16)
+    report = json.loads((run_task("qa", data_dir, tmp_path / "cut", student=TINY_STUDENT, overrides=small, **common)
+                         / REPORT_FILE).read_text())
+    assert report["student"]["init"]["kind"] == "teacher-layers" and report["general"] is None
+    assert report["settings"]["intermediate_lr"] == 2e-4 and report["settings"]["prediction_lr"] == 1e-4
+    wide = {"layers": 1, "hidden": 64, "heads": 4, "intermediate": 64}
+    fallback = dict(small, general_embedding_init="random", student_freeze_word_embeddings=False)
+    report = json.loads((run_task("qa", data_dir, tmp_path / "wide", student=wide, overrides=fallback, **common)
+                         / REPORT_FILE).read_text())
+    assert report["student"]["init"]["kind"] == "general" and report["general"] is not None
+    assert "starting it from general distillation instead" in capsys.readouterr().out
