@@ -14,6 +14,9 @@ and each LayerNorm's gain and bias are corrected for normalising over fewer dime
 teacher's standard deviations, and the mean shift, over the kept and all dimensions). When nothing is dropped the
 cut is an exact copy. The student then learns back what the cut lost in intermediate-layer distillation, whose
 W_h starts as the map putting each kept dimension back in its teacher place (`hidden_dims`).
+The teacher runs twice over the probe batches and keeps no activations: the first pass streams per-unit sums
+and ranks the units, the second measures the LayerNorm corrections for the dimensions kept, which only then are
+known. Its memory is that of one forward pass, whatever the teacher's depth and width.
 """
 from __future__ import annotations
 
@@ -29,16 +32,21 @@ from distill.internals import encoder_of
 
 @dataclass
 class _Moments:
-    """Running sums over the real (unpadded) tokens of each probed activation."""
+    """Running per-unit sums over the real (unpadded) tokens of each probed activation."""
     tokens: int = 0
+    sums: dict = field(default_factory=dict)     # name -> sum of x per unit
     squares: dict = field(default_factory=dict)  # name -> sum of x^2 per unit
 
     def add(self, name: str, values: torch.Tensor) -> None:
-        total = (values.double() ** 2).sum(dim=0)
-        self.squares[name] = self.squares.get(name, 0) + total
+        values = values.double()
+        self.sums[name] = self.sums.get(name, 0) + values.sum(dim=0)
+        self.squares[name] = self.squares.get(name, 0) + (values ** 2).sum(dim=0)
 
-    def mean(self, name: str) -> torch.Tensor:
+    def mean_square(self, name: str) -> torch.Tensor:
         return self.squares[name] / max(self.tokens, 1)
+
+    def variance(self, name: str) -> torch.Tensor:
+        return self.mean_square(name) - (self.sums[name] / max(self.tokens, 1)) ** 2
 
 
 def _layer_norms(encoder: nn.Module) -> dict[str, nn.LayerNorm]:
@@ -50,40 +58,42 @@ def _layer_norms(encoder: nn.Module) -> dict[str, nn.LayerNorm]:
 
 
 @torch.no_grad()
-def probe_teacher(teacher: nn.Module, batches: list[dict]) -> tuple[_Moments, dict[str, torch.Tensor]]:
-    """Second moments of the attention projections and feed-forward activations over the batches' real tokens, and
-    each LayerNorm's inputs on those tokens."""
-    encoder = encoder_of(teacher)
-    moments, norm_inputs, handles = _Moments(), {}, []
-    mask_now: dict[str, torch.Tensor] = {}
-
-    def tokens_of(x: torch.Tensor) -> torch.Tensor:
-        return x[mask_now["mask"]]
-
-    def record(name):
-        return lambda module, inputs, output: moments.add(name, tokens_of(output))
-
-    for i, layer in enumerate(encoder.encoder.layer):
-        for part in ("query", "key", "value"):
-            handles.append(getattr(layer.attention.self, part).register_forward_hook(record(f"{i}.{part}")))
-        handles.append(layer.intermediate.register_forward_hook(record(f"{i}.intermediate")))
-    for name, norm in _layer_norms(encoder).items():
-        def on_norm(module, inputs, output, name=name):
-            norm_inputs.setdefault(name, []).append(tokens_of(inputs[0]).float())
-        handles.append(norm.register_forward_hook(on_norm))
+def _over_tokens(teacher: nn.Module, batches: list[dict], outputs: dict[str, nn.Module], inputs: dict[str, nn.Module],
+                 on_tokens) -> int:
+    """Run the teacher over `batches` and call on_tokens(name, rows) with the real tokens' rows of each module's
+    output (`outputs`) or first input (`inputs`); returns the number of real tokens. Streams: nothing is kept."""
+    mask_now, handles, tokens = {}, [], 0
+    for name, module in outputs.items():
+        handles.append(module.register_forward_hook(lambda m, args, out, name=name: on_tokens(name, out[mask_now["mask"]])))
+    for name, module in inputs.items():
+        handles.append(module.register_forward_hook(lambda m, args, out, name=name: on_tokens(name, args[0][mask_now["mask"]])))
     try:
         teacher.eval()
         device = next(teacher.parameters()).device
         for batch in batches:
             batch = {k: v.to(device) for k, v in batch.items()}
-            mask = batch.get("attention_mask", torch.ones_like(batch["input_ids"])).bool()
-            mask_now["mask"] = mask
-            moments.tokens += int(mask.sum())
+            mask_now["mask"] = batch.get("attention_mask", torch.ones_like(batch["input_ids"])).bool()
+            tokens += int(mask_now["mask"].sum())
             teacher(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch})
     finally:
         for handle in handles:
             handle.remove()
-    return moments, {name: torch.cat(parts).cpu() for name, parts in norm_inputs.items()}
+    return tokens
+
+
+def probe_teacher(teacher: nn.Module, batches: list[dict]) -> _Moments:
+    """Per-unit moments over the batches' real tokens: of the attention projections and feed-forward activations
+    (by layer, e.g. "0.query"), and of each LayerNorm's inputs (by LayerNorm, e.g. "norm:0.output")."""
+    encoder = encoder_of(teacher)
+    outputs = {}
+    for i, layer in enumerate(encoder.encoder.layer):
+        for part in ("query", "key", "value"):
+            outputs[f"{i}.{part}"] = getattr(layer.attention.self, part)
+        outputs[f"{i}.intermediate"] = layer.intermediate
+    moments = _Moments()
+    norms = {f"norm:{name}": norm for name, norm in _layer_norms(encoder).items()}
+    moments.tokens = _over_tokens(teacher, batches, outputs, norms, moments.add)
+    return moments
 
 
 def _top(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -97,14 +107,22 @@ def _per_head(scores: torch.Tensor, heads: int, keep: int) -> torch.Tensor:
     return torch.cat([h * width + _top(scores[h * width:(h + 1) * width], keep) for h in range(heads)])
 
 
-def _norm_correction(inputs: torch.Tensor, kept: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) so that gain*scale*(x_k - mean_k)/std_k + bias + gain*shift matches, on average over the
-    probed tokens, the teacher's gain*(x_k - mean)/std + bias on the kept dimensions."""
-    inputs = inputs.double()
-    full_mean, full_std = inputs.mean(-1), (inputs.var(-1, unbiased=False) + eps).sqrt()
-    sub = inputs[:, kept]
-    sub_mean, sub_std = sub.mean(-1), (sub.var(-1, unbiased=False) + eps).sqrt()
-    return (sub_std / full_std).mean(), ((sub_mean - full_mean) / full_std).mean()
+def _norm_corrections(teacher: nn.Module, batches: list[dict], kept: torch.Tensor, eps: float) -> dict[str, tuple[float, float]]:
+    """Per LayerNorm, (scale, shift) so that gain*scale*(x_k - mean_k)/std_k + bias + gain*shift matches, on average
+    over the probed tokens, the teacher's gain*(x_k - mean)/std + bias on the kept dimensions. A second pass over the
+    batches: the kept dimensions are known only once the first pass has ranked them."""
+    totals: dict[str, torch.Tensor] = {}
+
+    def add(name: str, rows: torch.Tensor) -> None:
+        rows = rows.double()
+        full_mean, full_std = rows.mean(-1), (rows.var(-1, unbiased=False) + eps).sqrt()
+        sub = rows[:, kept]
+        sub_mean, sub_std = sub.mean(-1), (sub.var(-1, unbiased=False) + eps).sqrt()
+        both = torch.stack([(sub_std / full_std).sum(), ((sub_mean - full_mean) / full_std).sum()])
+        totals[name] = totals.get(name, 0) + both
+
+    tokens = _over_tokens(teacher, batches, {}, _layer_norms(encoder_of(teacher)), add)
+    return {name: tuple(float(v) for v in total / max(tokens, 1)) for name, total in totals.items()}
 
 
 @dataclass(frozen=True)
@@ -130,21 +148,20 @@ def plan_cut(teacher: nn.Module, hidden: int, intermediate: int, layers: list[in
                    {i: torch.arange(intermediate) for i in layers}, {}, 1.0)
     if not batches:
         raise UserError("narrowing the teacher's layers needs some training examples to measure its activations")
-    moments, norm_inputs = probe_teacher(teacher, batches)
+    moments = probe_teacher(teacher, batches)
     encoder = encoder_of(teacher)
-    spread = sum(share / share.sum() for share in (x.double().var(0) for x in norm_inputs.values()))
+    spread = sum(share / share.sum() for share in (moments.variance(f"norm:{name}") for name in _layer_norms(encoder)))
     kept_hidden = _top(spread, hidden)
     head_keep = hidden // heads
     query_key, value, neurons = {}, {}, {}
     for i in layers:
         layer = encoder.encoder.layer[i]
-        query_key[i] = _per_head(moments.mean(f"{i}.query") * moments.mean(f"{i}.key"), heads, head_keep)
+        query_key[i] = _per_head(moments.mean_square(f"{i}.query") * moments.mean_square(f"{i}.key"), heads, head_keep)
         reads_value = (layer.attention.output.dense.weight.double() ** 2).sum(0)
-        value[i] = _per_head(moments.mean(f"{i}.value") * reads_value, heads, head_keep)
+        value[i] = _per_head(moments.mean_square(f"{i}.value") * reads_value, heads, head_keep)
         reads_neuron = (layer.output.dense.weight.double() ** 2).sum(0)
-        neurons[i] = _top(moments.mean(f"{i}.intermediate") * reads_neuron, intermediate)
-    norms = {name: tuple(float(v) for v in _norm_correction(norm_inputs[name], kept_hidden, config.layer_norm_eps))
-             for name in norm_inputs}
+        neurons[i] = _top(moments.mean_square(f"{i}.intermediate") * reads_neuron, intermediate)
+    norms = _norm_corrections(teacher, batches, kept_hidden, config.layer_norm_eps)
     return Cut(kept_hidden, query_key, value, neurons, norms, math.sqrt(head_keep / (t_hidden // heads)))
 
 
