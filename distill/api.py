@@ -74,12 +74,21 @@ class _Run:
         self.teacher_source = str(teacher) if teacher is not None else default_teacher()
         self.teacher_config = teacher_config(self.teacher_source)
         self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
-        self.init = str(init) if init is not None else self._preset_init(preset)
+        self.init = str(init) if init is not None else default_init(self.task, preset)
         named = ("random", "general", TEACHER_LAYERS)
         if self.init not in named and not Path(self.init).exists() and self.init.count("/") != 1:
             raise UserError(f"--init {self.init!r} is not 'random', 'general', '{TEACHER_LAYERS}', a folder or a hub id (owner/name)")
         if self.init == TEACHER_LAYERS:
-            self.teacher_layers = teacher_layer_map(self.shape, self.teacher_config)
+            try:
+                self.teacher_layers = teacher_layer_map(self.shape, self.teacher_config)
+            except UserError as why:
+                if init is not None:
+                    raise
+                # the preset's start, not the caller's: a student the teacher's layers cannot seed starts from general
+                print(f"note: the {preset} preset starts {self.task.name} students from the teacher's layers, which cannot "
+                      f"seed this one ({why}); starting it from general distillation instead")
+                self.init = "general"
+        if self.init == TEACHER_LAYERS:
             # copied layers compute what the teacher's did only with the teacher's activation and LayerNorm epsilon
             self.student_config.hidden_act = self.teacher_config.hidden_act
             self.student_config.layer_norm_eps = self.teacher_config.layer_norm_eps
@@ -99,19 +108,6 @@ class _Run:
         random.Random(self.seed).shuffle(self.unlabelled)
         self.eval = _sample(splits["eval"], self.settings.max_eval_examples, self.seed, keep_order=True)
         self.tokenizer = load_tokenizer(self.teacher_source)
-
-    def _preset_init(self, preset: str) -> str:
-        """The preset's start; a teacher-layers default falls back to general distillation, with a note, for a
-        student the teacher's layers cannot seed (wider or deeper than the teacher)."""
-        init = default_init(self.task, preset)
-        if init == TEACHER_LAYERS:
-            try:
-                teacher_layer_map(self.shape, self.teacher_config)
-            except UserError as why:
-                print(f"note: the {preset} preset starts {self.task.name} students from the teacher's layers, which cannot "
-                      f"seed this one ({why}); starting it from general distillation instead")
-                return "general"
-        return init
 
     def key(self) -> str:
         blob = {"task": self.task.name, "settings": self.settings.as_dict(), "shape": self.shape.__dict__, "seed": self.seed,

@@ -7,7 +7,7 @@ import os
 import sys
 
 from distill.errors import UserError
-from distill.settings import PRESET_NAMES
+from distill.settings import DEFAULT_INIT_HELP, PRESET_NAMES
 from distill.student import PRESETS
 from distill.tasks import TASKS
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"student preset ({', '.join(PRESETS)}) or LAYERSxHIDDENxHEADSxINTERMEDIATE")
         sub.add_argument("--init", default=None, help="student start: random, general (our general distillation), teacher-layers (the fine-tuned teacher "
                          "with layers dropped, and narrowed to a narrower student's width), or a general TinyBERT folder / hub id; "
-                         "default: the preset's (teacher-layers for medium QA, else general)")
+                         + DEFAULT_INIT_HELP)
         sub.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/")
         sub.add_argument("--seed", type=int, default=42)
         sub.add_argument("--max-train-examples", type=int, default=None)

@@ -108,6 +108,11 @@ def default_init(task: TaskSpec, preset: str) -> str:
     return _PRESET_INIT.get(preset, {}).get(task.name, "general")
 
 
+# for --init's help in every command that takes it, so the help follows the table
+DEFAULT_INIT_HELP = "default: the preset's (" + ", ".join(
+    f"{init} for {preset} {task}" for preset, tasks in _PRESET_INIT.items() for task, init in tasks.items()) + ", else general)"
+
+
 def settings_for(task: TaskSpec, preset: str = "quick", overrides: dict | None = None) -> DistillSettings:
     """The preset's settings for `task`, with `overrides` (any DistillSettings field) applied last."""
     if preset not in PRESET_NAMES:

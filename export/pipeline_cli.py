@@ -10,7 +10,7 @@ from pathlib import Path
 
 from distill.cli import parse_student
 from distill.errors import UserError
-from distill.settings import PRESET_NAMES
+from distill.settings import DEFAULT_INIT_HELP, PRESET_NAMES
 from export.coreml import COREML_VARIANTS
 from export.pipeline import run_pipeline
 from export.pipeline_config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES, PipelineConfig
@@ -29,8 +29,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="student preset (default tinybert-4l-312d) or LAYERSxHIDDENxHEADSxINTERMEDIATE, e.g. 2x64x4x128")
     parser.add_argument("--init", default=None, help="student initialisation: random, general (short general distillation), "
                         "teacher-layers (the fine-tuned teacher with layers dropped, narrowed to a narrower student's "
-                        "width) or a general TinyBERT folder / hub id; default: the preset's (teacher-layers for "
-                        "medium QA, else general)")
+                        "width) or a general TinyBERT folder / hub id; " + DEFAULT_INIT_HELP)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_TFLITE_PRECISIONS), metavar="P",
                         help=f"TFLite precisions, any of {' '.join(TFLITE_PRECISIONS)}")
