@@ -7,7 +7,7 @@ Without --student, a trained sentiment student is taken from runs/**/ (a folder 
 sentiment), else a random-weight tinybert-4l-312d sentiment student is built (speed does not depend on the
 weights; agreement then compares near-tied random probabilities, a harder test than a trained model gives).
 Each variant is exported into one bundle, the 872 SST-2 dev sentences are encoded with the on-device tokenizer,
-and every artifact is run by export.coreml_eval on all of them, batched per bucket. PyTorch (ExportableBert on the
+and every artifact is run by export.verify.coreml_eval on all of them, batched per bucket. PyTorch (ExportableBert on the
 same padded buckets) is the reference. Target: the fp16 artifact verified on all 872 in <= 180 s.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def random_student(root: Path) -> Path:
 def encoded_dev_set(bundle: Path, manifest: dict, data_dir, limit: int | None):
     from distill.tasks import get_task
     from export.model_inputs import encode_classification, encoded_fields
-    from mobile_app.tokenizer import WordPieceTokenizer
+    from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer.from_manifest(bundle, manifest)
     examples = get_task("sentiment").load(data_dir)["eval"][:limit]
@@ -71,9 +71,9 @@ def encoded_dev_set(bundle: Path, manifest: dict, data_dir, limit: int | None):
 
 
 def reference_probabilities(student: Path, buckets, encodings) -> np.ndarray:
-    from export.runners import TorchRunner
+    from export.verify.runners import TorchRunner
     from export.wrapper import ExportableBert, load_student
-    from mobile_app.classify import softmax
+    from mobile_app.runtime.classify import softmax
 
     runner = TorchRunner(ExportableBert(load_student(student)), buckets)
     return np.stack([softmax(runner.run(*e)["logits"]) for e in tqdm(encodings, desc="PyTorch reference", unit="ex")])
@@ -81,7 +81,7 @@ def reference_probabilities(student: Path, buckets, encodings) -> np.ndarray:
 
 def main(argv=None) -> int:
     from export.coreml import COREML_VARIANTS, export_coreml
-    from export.coreml_eval import CoreMLEvaluatorBackend
+    from export.verify.coreml_eval import CoreMLEvaluatorBackend
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--student", type=Path, help="sentiment student folder (default: trained one under runs/, else random 4l-312d)")
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
 
     root = args.out or Path(tempfile.mkdtemp(prefix="bench_coreml_"))
     if args.bundle:
-        from mobile_app.bundle import load_manifest
+        from mobile_app.runtime.bundle import load_manifest
 
         bundle = args.bundle
         manifest = load_manifest(bundle, task="sentiment")

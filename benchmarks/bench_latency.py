@@ -89,8 +89,8 @@ def torch_models(student_dir: str, task: str) -> list[tuple[str, torch.nn.Module
 
 
 def measure(bundle_dir: Path, threads: list[int], runs: int) -> list[dict]:
-    from mobile_app.backends import TFLiteBackend
-    from mobile_app.bundle import artifacts, load_manifest
+    from mobile_app.runtime.backends import TFLiteBackend
+    from mobile_app.runtime.bundle import artifacts, load_manifest
 
     manifest = load_manifest(bundle_dir)
     buckets = manifest["buckets"]

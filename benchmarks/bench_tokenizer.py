@@ -1,4 +1,4 @@
-"""On-device tokenizer speed and fidelity: time per text of mobile_app.tokenizer vs HF BertTokenizerFast.
+"""On-device tokenizer speed and fidelity: time per text of mobile_app.runtime.tokenizer vs HF BertTokenizerFast.
 
     python benchmarks/bench_tokenizer.py [--data-dir ../shared/data] [--limit N]
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 
     from transformers import BertTokenizerFast
 
-    from mobile_app.tokenizer import WordPieceTokenizer
+    from mobile_app.runtime.tokenizer import WordPieceTokenizer
     from tests.tiny_models import teacher_base_dir
 
     vocab = teacher_base_dir() / "vocab.txt"

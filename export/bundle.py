@@ -15,7 +15,7 @@ from pathlib import Path
 
 from distill.errors import UserError
 from export.atomic import current_umask, write_atomic
-from mobile_app.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, BundleError, read_manifest, sha256_path
+from mobile_app.runtime.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, BundleError, read_manifest, sha256_path
 
 
 def tool_versions() -> dict[str, str]:

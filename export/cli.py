@@ -14,10 +14,10 @@ from pathlib import Path
 
 from distill.errors import UserError
 from export.quantize import TFLITE_PRECISIONS
-from mobile_app.bundle import BundleError
+from mobile_app.runtime.bundle import BundleError
 
 # (module, registration function) of subcommands written elsewhere, in help order.
-SUBCOMMAND_MODULES = (("export.coreml", "add_coreml_parser"), ("export.pipeline_cli", "add_pipeline_parser"))
+SUBCOMMAND_MODULES = (("export.coreml", "add_coreml_parser"), ("export.pipeline.cli", "add_pipeline_parser"))
 
 
 def run_tflite(args: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def threshold_overrides(flags: list[str]) -> dict:
-    from export.parity import parse_threshold_flag
+    from export.verify.parity import parse_threshold_flag
 
     overrides: dict[str, dict] = {}
     for flag in flags or []:
@@ -57,8 +57,8 @@ def threshold_overrides(flags: list[str]) -> dict:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from export.parity_report import parity_rows
-    from export.verify import PARITY_MD, verify_bundle
+    from export.verify.report import parity_rows
+    from export.verify.check import PARITY_MD, verify_bundle
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
                            thresholds=threshold_overrides(args.threshold))

@@ -1,7 +1,7 @@
 """Raw task examples -> the int32 inputs a bucket takes, through the ON-DEVICE tokenizer and QA windowing.
 
 Verification and static-int8 calibration both feed models from here, so the ids checked against PyTorch
-are the ids the phone computes (mobile_app.tokenizer / classify / qa), padded the way the phone pads.
+are the ids the phone computes (mobile_app.runtime.tokenizer / classify / qa), padded the way the phone pads.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ CALIBRATION_SEED = 0
 
 def pad_to_bucket(input_ids, attention_mask, token_type_ids, bucket: int, pad_id: int = 0) -> dict[str, np.ndarray]:
     """Batch-1 int32 arrays of exactly `bucket` tokens, padded as the app's backends pad."""
-    from mobile_app.backends import Backend
+    from mobile_app.runtime.backends import Backend
 
     padded, _ = Backend("calibration", {}, [bucket], pad_id).pad(input_ids, attention_mask, token_type_ids)
     return padded
@@ -24,14 +24,14 @@ def pad_to_bucket(input_ids, attention_mask, token_type_ids, bucket: int, pad_id
 
 def encode_classification(tokenizer, text: str, max_length: int):
     """One encoded text (input_ids, token_type_ids, attention_mask lists) as the app encodes it."""
-    from mobile_app.classify import encode_text
+    from mobile_app.runtime.classify import encode_text
 
     return encode_text(tokenizer, text, max_length)
 
 
 def qa_windows(tokenizer, example: dict, settings: dict, max_seq_length: int | None = None) -> list:
     """The app's QA windows of one SQuAD example (question + context, doc stride), each with offsets."""
-    from mobile_app.qa import bundle_windows
+    from mobile_app.runtime.qa import bundle_windows
 
     return bundle_windows(tokenizer, example["question"], example["context"], settings, max_seq_length)
 

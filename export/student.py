@@ -75,7 +75,7 @@ def tokenizer_settings(student_dir: str | Path, spec: TaskSpec, buckets: list[in
         "max_seq_length": max_seq_length,
     }
     if spec.is_qa:
-        from mobile_app.qa import fitted_stride
+        from mobile_app.runtime.qa import fitted_stride
 
         # Buckets shorter than the task's (tests, small phones) get a stride and question budget that fit them.
         stride, query = fitted_stride(max_seq_length, spec.doc_stride, spec.max_query_length)

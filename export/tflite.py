@@ -19,7 +19,7 @@ from export.quantize import PRECISION_NOTES, check_precisions, quantize_tflite
 from export.student import (LABELS_NAME, VOCAB_NAME, check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
 from export.wrapper import ExportableBert, load_student
-from mobile_app.bundle import read_manifest
+from mobile_app.runtime.bundle import read_manifest
 
 DEFAULT_CALIBRATION_EXAMPLES = 256
 
@@ -107,7 +107,7 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
         calibration, calibration_seconds = None, 0.0
         if "int8-static" in precisions:
             from export.model_inputs import calibration_set
-            from mobile_app.tokenizer import WordPieceTokenizer
+            from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
             began = time.perf_counter()
             wordpiece = WordPieceTokenizer.from_manifest(stage, manifest)

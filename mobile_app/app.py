@@ -18,7 +18,7 @@ from kivy.metrics import dp, sp
 from kivy.uix.tabbedpanel import TabbedPanel, TabbedPanelItem
 
 from mobile_app import examples
-from mobile_app.bundle import BundleError
+from mobile_app.runtime.bundle import BundleError
 from mobile_app.runtime import load_task
 from mobile_app.screens import BACKGROUND, AnswerScreen, ClassifyScreen, MissingBundleScreen, artifact_title
 

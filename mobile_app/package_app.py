@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mobile_app.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
+from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TASKS = ("sentiment", "spam", "qa")
@@ -32,6 +32,16 @@ from mobile_app.__main__ import main
 
 sys.exit(main(["--bundles", os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundles")] + sys.argv[1:]))
 '''
+
+
+def _copy_package(source_dir: Path, package: Path) -> None:
+    """The app's .py/.kv files and its subpackages (the runtime), less the desktop-only helpers."""
+    package.mkdir()
+    for source in sorted(source_dir.iterdir()):
+        if source.is_dir() and (source / "__init__.py").is_file():
+            _copy_package(source, package / source.name)
+        elif source.suffix in (".py", ".kv") and source.name not in LEFT_OUT:
+            shutil.copy2(source, package / source.name)
 
 
 def slice_bundle(src: Path, dst: Path, fmt: str, precisions: list[str] | None) -> dict:
@@ -61,11 +71,7 @@ def stage_app(bundles_dir: str | Path, out_dir: str | Path, fmt: str = "tflite",
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
-        package = stage / "mobile_app"
-        package.mkdir()
-        for source in sorted(PACKAGE_DIR.iterdir()):
-            if source.suffix in (".py", ".kv") and source.name not in LEFT_OUT:
-                shutil.copy2(source, package / source.name)
+        _copy_package(PACKAGE_DIR, stage / "mobile_app")
         (stage / "main.py").write_text(MAIN_PY, encoding="utf-8")
         sizes = {}
         for task in found:

@@ -66,7 +66,7 @@ def tiny_qa_tflite_bundle(tiny_qa_dir, data_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ours():
     """The on-device WordPiece tokenizer over the real uncased vocab."""
-    from mobile_app.tokenizer import WordPieceTokenizer
+    from mobile_app.runtime.tokenizer import WordPieceTokenizer
     from tests.tiny_models import teacher_base_dir
 
     return WordPieceTokenizer.from_vocab(teacher_base_dir() / "vocab.txt")

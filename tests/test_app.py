@@ -310,13 +310,13 @@ def test_cli_refuses_an_unwritable_screenshot_folder(tmp_path):
 
 
 def test_staged_phone_app_runs_alone_on_sliced_bundles(bundles_dir, tmp_path):
-    from mobile_app.bundle import load_manifest
+    from mobile_app.runtime.bundle import load_manifest
     from mobile_app.package_app import stage_app
 
     out = tmp_path / "android_app"
     sizes = stage_app(bundles_dir, out, fmt="tflite", precisions=["int8-dynamic"])
     assert sorted(sizes) == ["qa", "sentiment", "spam"]
-    assert (out / "main.py").is_file() and (out / "mobile_app" / "runtime.py").is_file()
+    assert (out / "main.py").is_file() and (out / "mobile_app" / "runtime" / "task_runner.py").is_file()
     assert not (out / "mobile_app" / "package_app.py").exists()
     for task in sizes:
         manifest = load_manifest(out / "bundles" / task, task=task)  # hashes of what ships still check out
@@ -339,7 +339,7 @@ def test_staged_phone_app_runs_alone_on_sliced_bundles(bundles_dir, tmp_path):
 
 
 def test_staging_refuses_a_folder_without_bundles(tmp_path):
-    from mobile_app.bundle import BundleError
+    from mobile_app.runtime.bundle import BundleError
     from mobile_app.package_app import stage_app
 
     with pytest.raises(BundleError, match="make demo"):

@@ -16,9 +16,9 @@ import torch
 from distill.errors import UserError
 from export.cli import main
 from export.coreml import COMPRESS_MIN_ELEMENTS, convert_wrapper, export_coreml
-from export.coreml_eval import CoreMLEvaluatorBackend, MilProgramEvaluator
+from export.verify.coreml_eval import CoreMLEvaluatorBackend, MilProgramEvaluator
 from export.wrapper import ExportableBert, load_student
-from mobile_app.bundle import BundleError, load_manifest, sha256_path
+from mobile_app.runtime.bundle import BundleError, load_manifest, sha256_path
 
 BUCKETS = (16, 32)
 QA_BUCKETS = (64, 128)

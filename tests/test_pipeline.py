@@ -10,10 +10,10 @@ import dataclasses
 
 import pytest
 
-from export.pipeline import run_pipeline
-from export.pipeline_config import PipelineConfig
-from export.pipeline_stages import StageFunctions
-from export.pipeline_cli import main, run_and_report
+from export.pipeline.run import run_pipeline
+from export.pipeline.config import PipelineConfig
+from export.pipeline.stages import StageFunctions
+from export.pipeline.cli import main, run_and_report
 from tests.test_report import CHROMIUM, screenshot
 from tests.tiny_models import make_tiny_bert
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from export.pipeline import run_stage
-from export.stage_cache import StageCache, changed_inputs, code_version, file_hashes, stage_inputs, stage_key
+from export.pipeline.run import run_stage
+from export.pipeline.cache import StageCache, changed_inputs, code_version, file_hashes, stage_inputs, stage_key
 
 
 class CountingBody:
@@ -122,8 +122,8 @@ def test_file_hashes_of_real_data(data_dir):
 
 
 def test_force_forgets_the_task_records_and_its_distillation_folder(tmp_path, data_dir):
-    from export.pipeline import forget_task
-    from export.pipeline_config import PipelineConfig
+    from export.pipeline.run import forget_task
+    from export.pipeline.config import PipelineConfig
 
     cfg = PipelineConfig(data_dir=data_dir, run_dir=tmp_path / "run", bundles_dir=tmp_path / "bundles", force=True)
     cache = StageCache(cfg.run_dir)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from distill.tasks import get_task
-from mobile_app.qa import NO_ANSWER, Answer, best_span, bundle_windows, fitted_stride, make_windows, window_spans
+from mobile_app.runtime.qa import NO_ANSWER, Answer, best_span, bundle_windows, fitted_stride, make_windows, window_spans
 
 SHAPES = [(384, 128, 64), (128, 32, 64), (64, 16, 16)]  # (max_seq_length, doc_stride, max_query_length)
 

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from export.report import console_summary, render_markdown, write_report, write_report_from_run
+from export.pipeline.report import console_summary, render_markdown, write_report, write_report_from_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -13,10 +13,10 @@ import torch
 
 from export.tflite import export_tflite
 from export.wrapper import ExportableBert, load_student
-from mobile_app.backends import BackendUnavailableError, TFLiteBackend, open_backend, pick_artifact
-from mobile_app.bundle import BundleError, artifacts, load_manifest
-from mobile_app.classify import Prediction, classify, encode_text, from_probabilities, softmax
-from mobile_app.qa import NO_ANSWER, bundle_windows
+from mobile_app.runtime.backends import BackendUnavailableError, TFLiteBackend, open_backend, pick_artifact
+from mobile_app.runtime.bundle import BundleError, artifacts, load_manifest
+from mobile_app.runtime.classify import Prediction, classify, encode_text, from_probabilities, softmax
+from mobile_app.runtime.qa import NO_ANSWER, bundle_windows
 from mobile_app.runtime import load_task
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import flip_middle_byte
@@ -53,7 +53,7 @@ def _torch_outputs(model: ExportableBert, ids, bucket: int) -> dict[str, np.ndar
 
 
 def test_importing_the_runtime_pulls_in_no_torch_or_transformers():
-    code = ("import sys, mobile_app.runtime, mobile_app.backends, mobile_app.tokenizer, mobile_app.qa, mobile_app.classify\n"
+    code = ("import sys, mobile_app.runtime, mobile_app.runtime.backends, mobile_app.runtime.tokenizer, mobile_app.runtime.qa, mobile_app.runtime.classify\n"
             "heavy = sorted(m for m in ('torch', 'transformers', 'tokenizers', 'coremltools', 'tensorflow') if m in sys.modules)\n"
             "assert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)

@@ -11,7 +11,7 @@ import torch
 
 from export.cli import main
 from export.wrapper import ExportableBert, load_student
-from mobile_app.bundle import BundleError, load_manifest, sha256_path
+from mobile_app.runtime.bundle import BundleError, load_manifest, sha256_path
 from tests.conftest import TINY_BUCKETS, TINY_QA_BUCKETS
 from tests.tiny_models import flip_middle_byte
 

@@ -7,8 +7,8 @@ import pytest
 from transformers import BertTokenizerFast
 
 from distill.tasks import get_task
-from mobile_app.bundle import BundleError
-from mobile_app.tokenizer import WordPieceTokenizer, longest_first_lengths
+from mobile_app.runtime.bundle import BundleError
+from mobile_app.runtime.tokenizer import WordPieceTokenizer, longest_first_lengths
 from tests.tiny_models import teacher_base_dir
 
 VOCAB = teacher_base_dir() / "vocab.txt"

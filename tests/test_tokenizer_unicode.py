@@ -1,6 +1,6 @@
 """Every Unicode code point is normalised and split exactly as the Rust BertNormalizer + BertPreTokenizer do.
 
-This is what the `_RUST_*` tables in mobile_app/tokenizer.py stand on: where the Rust crates' Unicode
+This is what the `_RUST_*` tables in mobile_app/runtime/tokenizer.py stand on: where the Rust crates' Unicode
 tables differ from Python's unicodedata, the tables say what Rust does, and this test re-measures it.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
 
-from mobile_app import tokenizer as wordpiece
-from mobile_app.tokenizer import WordPieceTokenizer
+from mobile_app.runtime import tokenizer as wordpiece
+from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
 CHUNK = 4096
 

@@ -9,7 +9,7 @@ import pytest
 
 from distill.errors import UserError
 from export.cli import main
-from export.parity import QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
+from export.verify.parity import QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,8 @@ def test_probabilities_are_compared_with_the_students_softmax():
 
 
 def test_qa_bundle_verifies_answer_spans_on_squad(tiny_qa_tflite_bundle, data_dir, tmp_path):
-    pytest.importorskip("mobile_app.qa", reason="mobile_app/qa.py (QA windows and best_span) has not landed yet")
-    from export.verify import verify_bundle
+    pytest.importorskip("mobile_app.runtime.qa", reason="mobile_app/runtime/qa.py (QA windows and best_span) has not landed yet")
+    from export.verify.check import verify_bundle
 
     bundle = shutil.copytree(tiny_qa_tflite_bundle, tmp_path / "qa")
     report = verify_bundle(bundle, data_dir=data_dir, max_examples=12, progress=False)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mobile_app.bundle import BundleError
+from mobile_app.runtime.bundle import BundleError
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_app.bundle import BundleError, artifacts
+from mobile_app.runtime.bundle import BundleError, artifacts
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PER_TOKEN_OUTPUTS = ("start_logits", "end_logits")

@@ -1,7 +1,7 @@
-"""Reading the stages' own result files into the rows of the run summary (see export/report.py).
+"""Reading the stages' own result files into the rows of the run summary (see export/pipeline/report.py).
 
 distill_report.json (distill.api) gives teacher and student metrics, parameters and weight sizes;
-bundle.json gives the artifacts; parity.json (export.verify) their differences, agreement and metric;
+bundle.json gives the artifacts; parity.json (export.verify.check) their differences, agreement and metric;
 the latency stage the on-device timings. Nothing is recomputed here.
 """
 from __future__ import annotations

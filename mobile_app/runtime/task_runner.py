@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mobile_app.backends import Backend, open_backend
-from mobile_app.bundle import BundleError, artifacts, load_manifest
-from mobile_app.classify import Prediction, classify, encode_text, from_probabilities
-from mobile_app.qa import Answer, best_span, bundle_windows
-from mobile_app.tokenizer import WordPieceTokenizer
+from mobile_app.runtime.backends import Backend, open_backend
+from mobile_app.runtime.bundle import BundleError, artifacts, load_manifest
+from mobile_app.runtime.classify import Prediction, classify, encode_text, from_probabilities
+from mobile_app.runtime.qa import Answer, best_span, bundle_windows
+from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
 
 def _text(value) -> str:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from export.coreml import LABEL_OUTPUT, PROBABILITIES_OUTPUT
-from mobile_app.backends import INPUT_NAMES, PER_TOKEN_OUTPUTS, Backend
-from mobile_app.bundle import BundleError
+from mobile_app.runtime.backends import INPUT_NAMES, PER_TOKEN_OUTPUTS, Backend
+from mobile_app.runtime.bundle import BundleError
 
 CLASSIFY = "classify"
 _CONST_OPS = ("const",)
@@ -255,7 +255,7 @@ class MilProgramEvaluator:
                 raise BundleError(f"{self.path.name}: op {op.op_type!r} ({op.name}) has nested blocks (control flow), which the Core ML evaluator does not run; export without control flow")
             if op.op_type not in KERNELS and not _has_value_inference(op):
                 raise BundleError(f"{self.path.name}: op {op.op_type!r} ({op.name}) has no evaluator implementation (no kernel, no coremltools value_inference); "
-                                  "this artifact cannot be verified on Linux - verify it on macOS or add the op to export/coreml_eval.py")
+                                  "this artifact cannot be verified on Linux - verify it on macOS or add the op to export/verify/coreml_eval.py")
 
     def _materialise_constants(self) -> dict:
         """Every const and constexpr output, once, in storage form; linear weights also pre-transposed."""
@@ -352,7 +352,7 @@ class CoreMLEvaluatorBackend(Backend):
     `.run(ids, mask, types)` takes ONE example, as every Backend does (padding and trimming are Backend's);
     `.run_batch(encodings)` runs many, batching those that share a bucket through the program at once.
     Classifiers return "probabilities" (label order) and "label"; QA models "start_logits" and "end_logits".
-    On macOS the runners use mobile_app.backends.CoreMLBackend (MLModel.predict) instead.
+    On macOS the runners use mobile_app.runtime.backends.CoreMLBackend (MLModel.predict) instead.
     """
 
     name = "coreml-mil"

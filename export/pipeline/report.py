@@ -175,7 +175,7 @@ def render_html(summary: dict, figures: dict[str, bytes]) -> str:
 
 def write_report(summary: dict, run_dir: str | Path) -> tuple[Path, Path]:
     """Render both reports (and the Markdown's PNGs under report_files/) into run_dir; returns (md, html)."""
-    from export.report_plots import task_figure_png
+    from export.pipeline.plots import task_figure_png
 
     run_dir = Path(run_dir)
     figures = {task["task"]: task_figure_png(task) for task in summary.get("tasks", [])}

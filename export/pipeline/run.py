@@ -1,10 +1,10 @@
 """The one-command pipeline: per task, distil -> TFLite -> Core ML -> verify -> latency, then a report.
 
-Each stage is cached (export/stage_cache.py): its key hashes the data files, the result of the stage
+Each stage is cached (export/pipeline/cache.py): its key hashes the data files, the result of the stage
 it builds on, its settings and its code, and a stage whose key matches a completed record whose
-outputs are still on disk is skipped. Settings live in export/pipeline_config.py, the stage bodies
-(calls into distill.api, export.tflite, export.coreml, export.verify, export.runners) in
-export/pipeline_stages.py.
+outputs are still on disk is skipped. Settings live in export/pipeline/config.py, the stage bodies
+(calls into distill.api, export.tflite, export.coreml, export.verify.check, export.verify.runners) in
+export/pipeline/stages.py.
 """
 from __future__ import annotations
 
@@ -18,24 +18,23 @@ from typing import Callable
 
 from distill.errors import UserError
 from distill.tasks import get_task
-from export.pipeline_config import PipelineConfig
-from export.pipeline_stages import StageFunctions
+from export.pipeline.config import PipelineConfig
+from export.pipeline.stages import StageFunctions
 from export.atomic import write_atomic
-from export.stage_cache import StageCache, code_version, file_hashes, key_of, stage_inputs
-from export.verify import PARITY_JSON
-from mobile_app.bundle import read_manifest, sha256_path
+from export.pipeline.cache import StageCache, code_version, file_hashes, key_of, stage_inputs
+from export.verify.check import PARITY_JSON
+from mobile_app.runtime.bundle import read_manifest, sha256_path
 
 SUMMARY_NAME = "summary.json"
 
 # The code each stage runs: editing any of these modules redoes the stage.
-_BUNDLE_CODE = ["export.bundle", "export.student", "export.wrapper", "mobile_app.bundle", "export.pipeline_stages"]
+_BUNDLE_CODE = ["export.bundle", "export.student", "export.wrapper", "mobile_app.runtime.bundle", "export.pipeline.stages"]
 STAGE_CODE = {
-    "distill": ["distill", "export.pipeline_stages"],
-    "tflite": ["export.tflite", "export.quantize", "export.model_inputs", "mobile_app.tokenizer", *_BUNDLE_CODE],
+    "distill": ["distill", "export.pipeline.stages"],
+    "tflite": ["export.tflite", "export.quantize", "export.model_inputs", "mobile_app.runtime.tokenizer", *_BUNDLE_CODE],
     "coreml": ["export.coreml", *_BUNDLE_CODE],
-    "verify": ["export.verify", "export.parity", "export.parity_report", "export.runners", "export.model_inputs",
-               "export.coreml_eval", "export.wrapper", "mobile_app", "export.pipeline_stages"],
-    "latency": ["export.runners", "export.coreml_eval", "mobile_app", "export.pipeline_stages"],
+    "verify": ["export.verify", "export.model_inputs", "export.wrapper", "mobile_app.runtime", "export.pipeline.stages"],
+    "latency": ["export.verify.runners", "export.verify.coreml_eval", "mobile_app.runtime", "export.pipeline.stages"],
 }
 
 
@@ -179,7 +178,7 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
 
 def task_summary(task: str, student_dir: Path, bundle_dir: Path, outcomes: dict[str, StageOutcome]) -> dict:
     """Join the distillation report, the bundle manifest, parity and latency into the report's layout."""
-    from export.pipeline_results import artifact_rows, distill_rows, parity_reference
+    from export.pipeline.results import artifact_rows, distill_rows, parity_reference
 
     spec = get_task(task)
     teacher, student = distill_rows(student_dir, spec.metric)
@@ -207,7 +206,7 @@ def forget_task(cfg: PipelineConfig, cache: StageCache, task: str) -> None:
 
 def run_pipeline(cfg: PipelineConfig, stages: StageFunctions | None = None) -> dict:
     """Run every task, write RUN_DIR/summary.json, report.md and report.html; returns the summary (with exit_code)."""
-    from export.report import write_report
+    from export.pipeline.report import write_report
 
     cfg = cfg.validate()
     for folder in (cfg.run_dir, cfg.bundles_dir):

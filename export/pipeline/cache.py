@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from export.atomic import write_atomic
-from mobile_app.bundle import sha256_path
+from mobile_app.runtime.bundle import sha256_path
 
 RECORD_VERSION = 1
 
@@ -28,10 +28,10 @@ def code_version(modules: list[str]) -> dict[str, str]:
             found[name] = "absent"
             continue
         origin = Path(spec.origin)
-        files = sorted(origin.parent.glob("*.py")) if origin.name == "__init__.py" else [origin]
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
         digest = hashlib.sha256()
         for file in files:
-            digest.update(file.name.encode() + b"\0" + bytes.fromhex(sha256_path(file)))
+            digest.update(file.relative_to(origin.parent).as_posix().encode() + b"\0" + bytes.fromhex(sha256_path(file)))
         found[name] = digest.hexdigest()
     return found
 

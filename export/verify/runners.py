@@ -1,10 +1,10 @@
 """Something with `.run(input_ids, attention_mask, token_type_ids) -> {output name: array}` for each model kind.
 
 Verification treats every model alike through this interface: the PyTorch student (the reference) and
-each bundle artifact through the runtime the phone uses (TFLite -> mobile_app.backends.TFLiteBackend;
-Core ML -> export.coreml_eval.CoreMLEvaluatorBackend on Linux, mobile_app.backends.CoreMLBackend on
+each bundle artifact through the runtime the phone uses (TFLite -> mobile_app.runtime.backends.TFLiteBackend;
+Core ML -> export.verify.coreml_eval.CoreMLEvaluatorBackend on Linux, mobile_app.runtime.backends.CoreMLBackend on
 macOS). Inputs are one unpadded encoding; every runner pads it to the smallest bucket that holds it
-(mobile_app.backends.Backend.pad) and trims per-token outputs back to its length.
+(mobile_app.runtime.backends.Backend.pad) and trims per-token outputs back to its length.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mobile_app.backends import INPUT_NAMES, Backend
-from mobile_app.bundle import BundleError
+from mobile_app.runtime.backends import INPUT_NAMES, Backend
+from mobile_app.runtime.bundle import BundleError
 
 
 class TorchRunner(Backend):
@@ -36,16 +36,16 @@ class TorchRunner(Backend):
 
 def _coreml_runner(path: Path, entry: dict):
     if platform.system() == "Darwin":
-        from mobile_app.backends import CoreMLBackend
+        from mobile_app.runtime.backends import CoreMLBackend
 
         return CoreMLBackend(str(path), entry)
-    from export.coreml_eval import CoreMLEvaluatorBackend
+    from export.verify.coreml_eval import CoreMLEvaluatorBackend
 
     return CoreMLEvaluatorBackend(str(path), entry)
 
 
 def _tflite_runner(path: Path, entry: dict):
-    from mobile_app.backends import TFLiteBackend
+    from mobile_app.runtime.backends import TFLiteBackend
 
     return TFLiteBackend(str(path), entry)
 

@@ -64,7 +64,7 @@ class PipelineConfig:
             from export.coreml import check_variants
 
             variants = tuple(check_variants(self.coreml_variants))
-        from export.parity import thresholds_with
+        from export.verify.parity import thresholds_with
 
         thresholds_with(self.verify_thresholds)
         for name in ("max_train_examples", "max_eval_examples", "verify_max_examples"):

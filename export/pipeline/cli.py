@@ -12,10 +12,10 @@ from distill.cli import parse_student
 from distill.errors import UserError
 from distill.settings import DEFAULT_INIT_HELP, PRESET_NAMES
 from export.coreml import COREML_VARIANTS
-from export.pipeline import run_pipeline
-from export.pipeline_config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES, PipelineConfig
+from export.pipeline.run import run_pipeline
+from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES, PipelineConfig
 from export.quantize import TFLITE_PRECISIONS
-from mobile_app.bundle import BundleError
+from mobile_app.runtime.bundle import BundleError
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def run_and_report(cfg: PipelineConfig) -> int:
     """Run the pipeline and print its summary table; the exit code: 0 good, 1 parity failed, 2 bad input."""
-    from export.report import console_summary
+    from export.pipeline.report import console_summary
 
     try:
         summary = run_pipeline(cfg)

@@ -1,7 +1,7 @@
 """`python -m export verify`: every artifact of a bundle against the PyTorch student on the task's real eval split.
 
 Raw text goes through the on-device tokenizer and QA windowing (export/model_inputs.py), each model through
-its runner (export/runners.py), the comparison through export/parity.py. The result lands in the bundle
+its runner (export/verify/runners.py), the comparison through export/verify/parity.py. The result lands in the bundle
 as parity.json / parity.md / parity_diffs.png and a summary in bundle.json. parity.json layout:
   {"task", "head", "metric_name", "examples", "student", "reference": {"metric"}, "passed", "failures": [...],
    "artifacts": [{"name", "file", "format", "precision", "size_bytes", "kind", "compared", "examples",
@@ -23,10 +23,10 @@ from distill.errors import UserError
 from distill.metrics import accuracy, squad_scores
 from distill.tasks import get_task
 from export.model_inputs import encode_classification, encoded_fields, qa_windows
-from export.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
-from export.runners import TorchRunner, artifact_kind, artifact_label, artifact_runner
+from export.verify.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
+from export.verify.runners import TorchRunner, artifact_kind, artifact_label, artifact_runner
 from export.wrapper import ExportableBert, load_student
-from mobile_app.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
+from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
 
 PARITY_JSON, PARITY_MD, PARITY_PNG = "parity.json", "parity.md", "parity_diffs.png"
 SNIPPET_CHARS = 80
@@ -46,7 +46,7 @@ def _encodings(spec, tokenizer, settings: dict, example: dict) -> list:
 def _prediction(spec, manifest: dict, example: dict, windows: list, outputs: list[dict]):
     """Top-1 label index (classification) or the answer span [start_char, end_char, text] (QA)."""
     if not spec.is_qa:
-        from mobile_app.classify import classify, from_probabilities
+        from mobile_app.runtime.classify import classify, from_probabilities
 
         if "logits" in outputs[0]:
             return classify(outputs[0]["logits"], manifest["labels"]).index
@@ -54,7 +54,7 @@ def _prediction(spec, manifest: dict, example: dict, windows: list, outputs: lis
         if isinstance(probabilities, dict):
             probabilities = [probabilities[label] for label in manifest["labels"]]
         return from_probabilities(probabilities, manifest["labels"]).index
-    from mobile_app.qa import best_span
+    from mobile_app.runtime.qa import best_span
 
     answer = best_span(windows, [np.asarray(o["start_logits"]).reshape(-1) for o in outputs],
                        [np.asarray(o["end_logits"]).reshape(-1) for o in outputs], example["context"],
@@ -100,7 +100,7 @@ def _per_example(windows: list[list], flat: list[dict]) -> list[list[dict]]:
 def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, student_dir: str | Path | None = None,
                   max_examples: int | None = None, thresholds: dict | None = None, progress: bool = True) -> dict:
     """Run the parity check, write parity.json/.md/.png into the bundle, and return the parity report."""
-    from mobile_app.tokenizer import WordPieceTokenizer
+    from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
@@ -162,7 +162,7 @@ def _json_safe(value):
 
 def write_parity(bundle_dir: Path, report: dict) -> None:
     """parity.json, parity.md, the diff plot, and a summary in bundle.json; each file written atomically."""
-    from export.parity_report import diff_plot_png, render_markdown
+    from export.verify.report import diff_plot_png, render_markdown
     from export.atomic import write_atomic
 
     write_atomic(bundle_dir / PARITY_PNG, diff_plot_png(report))

@@ -1,7 +1,7 @@
 """The bodies of the pipeline's stages: thin calls into the modules that own each step.
 
 distill.api.run_task, export.tflite.export_tflite, export.coreml.export_coreml, export.verify.verify_bundle,
-and export.runners for the on-device latency. `StageFunctions` bundles them so a test can count the calls.
+and export.verify.runners for the on-device latency. `StageFunctions` bundles them so a test can count the calls.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from export.pipeline_config import PipelineConfig
-from mobile_app.bundle import read_manifest
+from export.pipeline.config import PipelineConfig
+from mobile_app.runtime.bundle import read_manifest
 
 
 def distill_student(task: str, cfg: PipelineConfig) -> Path:
@@ -37,7 +37,7 @@ def export_coreml_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: Pi
 
 
 def verify_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
-    from export.verify import verify_bundle as verify
+    from export.verify.check import verify_bundle as verify
 
     return verify(bundle_dir, data_dir=cfg.data_dir, student_dir=student_dir, max_examples=cfg.verify_max_examples,
                   thresholds=cfg.verify_thresholds)
@@ -53,7 +53,7 @@ def measure_latency(task: str, bundle_dir: Path, cfg: PipelineConfig) -> dict[st
 
     import numpy as np
 
-    from export.runners import artifact_runner
+    from export.verify.runners import artifact_runner
 
     manifest = read_manifest(bundle_dir)
     bucket = max(manifest["buckets"])

@@ -1,4 +1,4 @@
-"""parity.md and the per-artifact logit-difference plot, rendered from a verify report (see export/verify.py)."""
+"""parity.md and the per-artifact logit-difference plot, rendered from a verify report (see export/verify/check.py)."""
 from __future__ import annotations
 
 import io

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from mobile_app.bundle import BundleError
+from mobile_app.runtime.bundle import BundleError
 
 CLS, SEP, PAD, UNK = "[CLS]", "[SEP]", "[PAD]", "[UNK]"
 WORD_CACHE_SIZE = 8192   # distinct words remembered (an SST-2 review uses ~15 of ~15k distinct words)
