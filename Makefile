@@ -28,6 +28,7 @@ demo: setup
 	$(BIN)/python -m export pipeline --data-dir $(DATA_DIR) --out runs/demo --bundles bundles
 
 test: setup
+	$(BIN)/ruff check .
 	TINYBERT_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q tests
 
 clean:

@@ -24,7 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TASKS = ("sentiment", "spam", "qa")
+sys.path.insert(0, str(REPO_ROOT))
+from mobile_app.runtime.contract import TASK_NAMES as TASKS  # noqa: E402
 
 
 def offscreen_env() -> dict:

@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     text = table(rows, args.threads) + "\n\n" + "\n".join(targets(rows, args.threads))
     print(f"\nmedian warm latency, batch 1, {os.cpu_count()} CPUs, torch {torch.__version__}\n\n{text}")
     if args.out:
-        from export.atomic import write_atomic
+        from mobile_app.runtime.files import write_atomic
 
         write_atomic(args.out / "latency.json", json.dumps(rows, indent=2) + "\n")
         write_atomic(args.out / "latency.md", "```\n" + text + "\n```\n")

@@ -140,7 +140,8 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
     if "task" in stages and (student_dir / REPORT_FILE).is_file() and json.loads((student_dir / REPORT_FILE).read_text()).get("run_key") == run_key:
         print(f"student: {student_dir} is up to date (same run key); nothing to do")
         return student_dir
-    if "task" in stages and "teacher" not in stages and not has_task_head(run.teacher_config, run.task) and not (run.out / "teacher" / "teacher_key.json").is_file():
+    if ("task" in stages and "teacher" not in stages and not has_task_head(run.teacher_config, run.task)
+            and not (run.out / "teacher" / "teacher_key.json").is_file()):
         raise UserError(f"no fine-tuned teacher in {run.out / 'teacher'}; run `python -m distill teacher` (or `run`) first")
     if "task" in stages and "general" not in stages and run.init == "general" and not (run.out / "general" / "config.json").is_file():
         raise UserError(f"no general student in {run.out / 'general'}; run `python -m distill general` first or pass --init random")

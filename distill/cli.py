@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--task", required=True, help=f"task to distil for: {', '.join(TASKS)}")
         sub.add_argument("--data-dir", default=None, help="folder with sst2/, sms_spam/, squad_v1/ (default $TINYBERT_DATA_DIR)")
         sub.add_argument("--out", required=True, help="output folder: OUT/teacher/, OUT/general/, OUT/student/")
-        sub.add_argument("--preset", default="quick", choices=PRESET_NAMES, help="quick: minutes on 2 cores; medium: a better student (2 cores: ~20 min for sentiment or spam, ~2 h for QA); full: the paper's schedule")
+        sub.add_argument("--preset", default="quick", choices=PRESET_NAMES, help="quick: minutes on 2 cores; "
+                         "medium: a better student (2 cores: ~20 min for sentiment or spam, ~2 h for QA); full: the paper's schedule")
         sub.add_argument("--teacher", default=None, help="BERT model folder or hub id (default: the offline MiniLM-L6-H384 base)")
         sub.add_argument("--student", default="tinybert-4l-312d", type=parse_student,
                          help=f"student preset ({', '.join(PRESETS)}) or LAYERSxHIDDENxHEADSxINTERMEDIATE")

@@ -143,4 +143,5 @@ def load_hub_dataset(name: str, config: str | None = None):
     try:
         return datasets.load_dataset(name, config)
     except Exception as error:  # network, missing dataset
-        raise UserError(f"could not load hub dataset {name!r} ({type(error).__name__}: {str(error).splitlines()[0]}); pass --data-dir for offline files") from None
+        raise UserError(f"could not load hub dataset {name!r} ({type(error).__name__}: {str(error).splitlines()[0]})"
+                        f"; pass --data-dir for offline files") from None

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-FEATURE_KEYS = ("input_ids", "token_type_ids", "attention_mask")
+from mobile_app.runtime.contract import INPUT_NAMES
+
+FEATURE_KEYS = INPUT_NAMES  # the model inputs a feature carries, named as the bundle names them
 
 
 def classification_features(tokenizer, examples: list[dict], max_length: int) -> list[dict]:

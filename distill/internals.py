@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
+
+from mobile_app.runtime.contract import MASK_VALUE
 from torch import nn
 
-ADDITIVE_MASK_VALUE = -1e4
+ADDITIVE_MASK_VALUE = MASK_VALUE
 
 
 def encoder_of(model: nn.Module) -> nn.Module:

@@ -1,38 +1,19 @@
-"""Writing output folders all-or-nothing: a model folder is built in a sibling temp folder, then swapped in."""
+"""Writing model folders all-or-nothing (built in a sibling staging folder, then swapped in) and their records."""
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-
-@contextlib.contextmanager
-def replace_dir(target: Path):
-    """Yield an empty staging folder; on success it replaces `target` (never a half-written folder at `target`)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield stage
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            target.rename(old / "x")
-        stage.rename(target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+from mobile_app.runtime.contract import VOCAB_NAME
+from mobile_app.runtime.files import replace_dir
+from mobile_app.runtime.tokenizer import write_vocab
 
 
 def save_model_folder(model, tokenizer, folder: Path) -> None:
     """A standard HF folder: config.json, model.safetensors and the tokenizer files (vocab.txt included)."""
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    write_vocab(tokenizer, Path(folder) / "vocab.txt")
+    write_vocab(tokenizer.get_vocab(), Path(folder) / VOCAB_NAME)
 
 
 def publish_model_folder(accelerator, target: Path, model, tokenizer, key_file: str, record: dict) -> None:
@@ -42,15 +23,6 @@ def publish_model_folder(accelerator, target: Path, model, tokenizer, key_file: 
             save_model_folder(model, tokenizer, stage)
             (stage / key_file).write_text(json.dumps(record, indent=2))
     accelerator.wait_for_everyone()
-
-
-def write_vocab(tokenizer, path: Path) -> None:
-    """WordPiece vocab.txt, one token per line in id order (transformers 5 saves only tokenizer.json)."""
-    vocab = tokenizer.get_vocab()
-    tokens = sorted(vocab, key=vocab.__getitem__)
-    if [vocab[t] for t in tokens] != list(range(len(tokens))):
-        raise ValueError("tokenizer ids are not contiguous; cannot write vocab.txt")
-    Path(path).write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distill.errors import UserError
+from distill.heads import head_of_architecture, model_class
+from mobile_app.runtime.contract import HEAD_ARCHITECTURES
 
 HUB_GENERAL_TINYBERT = "huawei-noah/TinyBERT_General_4L_312D"
 TEACHER_LAYERS = "teacher-layers"
@@ -53,7 +55,8 @@ def resolve_shape(student: str | dict | StudentShape) -> StudentShape:
         missing = {"layers", "hidden", "heads", "intermediate"} - set(student)
         extra = set(student) - {"layers", "hidden", "heads", "intermediate"}
         if missing or extra:
-            raise UserError(f"a custom student shape needs exactly the keys layers, hidden, heads, intermediate (missing {sorted(missing)}, unknown {sorted(extra)})")
+            raise UserError(f"a custom student shape needs exactly the keys layers, hidden, heads, intermediate "
+                            f"(missing {sorted(missing)}, unknown {sorted(extra)})")
         return StudentShape(**student).check()
     raise UserError(f"student must be a preset name or a shape dict, got {type(student).__name__}")
 
@@ -74,20 +77,16 @@ def student_config(shape: StudentShape, teacher_config, head: str, labels: tuple
         config.num_labels = len(labels)
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}
-        config.architectures = ["BertForSequenceClassification"]
-    else:
-        config.architectures = ["BertForQuestionAnswering"]
+    config.architectures = [HEAD_ARCHITECTURES[head]]
     return config
 
 
 def new_student(config, seed: int):
     """A randomly initialised task model (seeded, so the same seed gives the same weights)."""
     import torch
-    from transformers import BertForQuestionAnswering, BertForSequenceClassification
 
     torch.manual_seed(seed)
-    cls = BertForSequenceClassification if config.architectures == ["BertForSequenceClassification"] else BertForQuestionAnswering
-    return cls(config)
+    return model_class(head_of_architecture(config.architectures[0]))(config)
 
 
 def check_general_source(source: str | Path, shape: StudentShape) -> None:

@@ -8,6 +8,7 @@ from typing import Callable
 
 from distill import data
 from distill.errors import UserError
+from mobile_app.runtime.contract import TASK_HEADS, TASK_NAMES
 
 DATA_DIR_ENV = "TINYBERT_DATA_DIR"
 
@@ -38,7 +39,8 @@ class TaskSpec:
         if data_dir is None and not files:
             data_dir = os.environ.get(DATA_DIR_ENV)
             if data_dir is None:
-                raise UserError(f"no data for task {self.name!r}: pass --data-dir (a folder with {', '.join(sorted({p.split('/')[0] for p in self.files.values()}))}/) or set ${DATA_DIR_ENV}")
+                folders = ", ".join(sorted({p.split("/")[0] for p in self.files.values()}))
+                raise UserError(f"no data for task {self.name!r}: pass --data-dir (a folder with {folders}/) or set ${DATA_DIR_ENV}")
         root = Path(data_dir) if data_dir is not None else None
         if root is not None and not root.is_dir():
             raise UserError(f"data directory {root} does not exist; point --data-dir at a folder holding sst2/, sms_spam/, squad_v1/")
@@ -93,6 +95,7 @@ TASKS: dict[str, TaskSpec] = {
         files={"train": "squad_v1/train-v1.1.json", "eval": "squad_v1/dev-v1.1.json"},
         hub_dataset=("squad", None), read_splits=_qa_splits),
 }
+assert tuple(TASKS) == TASK_NAMES and all(spec.head == TASK_HEADS[name] for name, spec in TASKS.items()), "tasks drifted from the bundle contract"
 
 
 def get_task(name: str) -> TaskSpec:

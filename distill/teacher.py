@@ -10,17 +10,19 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, BertForQuestionAnswering, BertForSequenceClassification, BertTokenizerFast
+from transformers import AutoConfig, BertTokenizerFast
 
 from distill.errors import UserError
+from distill.heads import model_class
 from distill.features import classification_features, qa_train_features
 from distill.internals import freeze_word_embeddings
 from distill.objectives import SupervisedObjective
 from distill.outputs import publish_model_folder
 from distill.trainer import Phase, run_phase
+from mobile_app.runtime.contract import HEAD_ARCHITECTURES
+from mobile_app.runtime.files import source_identity  # noqa: F401  (re-exported for distill.general/api)
 
 KEY_FILE = "teacher_key.json"
-HEADS = {"classification": BertForSequenceClassification, "qa": BertForQuestionAnswering}
 
 
 def default_teacher() -> str:
@@ -52,9 +54,9 @@ def teacher_config(source: str):
 def has_task_head(config, task) -> bool:
     """True when the teacher already is a classifier with the task's label count, or a QA model."""
     arch = (config.architectures or [""])[0]
-    if task.is_qa:
-        return arch == "BertForQuestionAnswering"
-    return arch == "BertForSequenceClassification" and config.num_labels == len(task.labels)
+    if arch != HEAD_ARCHITECTURES[task.head]:
+        return False
+    return task.is_qa or config.num_labels == len(task.labels)
 
 
 def load_tokenizer(source: str) -> BertTokenizerFast:
@@ -63,20 +65,6 @@ def load_tokenizer(source: str) -> BertTokenizerFast:
         return BertTokenizerFast.from_pretrained(source)
     except (OSError, ValueError, TypeError) as error:
         raise UserError(f"cannot load a BERT tokenizer from teacher {source!r} ({str(error).splitlines()[0]}); the folder needs vocab.txt") from None
-
-
-def source_identity(source: str) -> str:
-    """A local folder is identified by its config and weight files' hashes, a hub id by its name."""
-    path = Path(source)
-    if not path.exists():
-        return source
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
-        digest.update(file.name.encode())
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_key(source: str, task, settings, seed: int, train_examples: list[dict]) -> str:
@@ -95,7 +83,7 @@ def task_features(tokenizer, task, examples: list[dict], settings) -> list[dict]
 
 
 def load_task_model(source, task):
-    return HEADS[task.head].from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
+    return model_class(task.head).from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
 
 
 def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], settings, seed: int, out_dir: Path,
@@ -116,9 +104,9 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
     tokenizer = load_tokenizer(source)
     torch.manual_seed(seed)
     kwargs = {"num_labels": len(task.labels), "id2label": dict(enumerate(task.labels)),
-              "label2id": {l: i for i, l in enumerate(task.labels)}} if not task.is_qa else {}
+              "label2id": {label: i for i, label in enumerate(task.labels)}} if not task.is_qa else {}
     try:
-        model = HEADS[task.head].from_pretrained(source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs)
+        model = model_class(task.head).from_pretrained(source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs)
     except OSError as error:
         raise UserError(f"cannot load teacher weights from {source!r}: {str(error).splitlines()[0]} (safetensors weights are required)") from None
     if settings.teacher_freeze_embeddings:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from distill.errors import UserError
-from export.atomic import current_umask, write_atomic
-from mobile_app.runtime.bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, BundleError, read_manifest, sha256_path
+from mobile_app.runtime.files import make_stage, swap_in, write_atomic
+from mobile_app.runtime.bundle import BundleError, read_manifest, sha256_path
+from mobile_app.runtime.contract import FORMAT_NAME, FORMAT_VERSION, INPUT_NAMES, MANIFEST_NAME, OUTPUT_NAMES
 
 
 def tool_versions() -> dict[str, str]:
@@ -38,8 +37,8 @@ def base_manifest(task_spec, student_dir: Path, tokenizer_settings: dict) -> dic
         "head": task_spec.head,
         "labels": list(task_spec.labels),
         "buckets": list(task_spec.buckets),
-        "inputs": ["input_ids", "attention_mask", "token_type_ids"],
-        "outputs": ["logits"] if task_spec.head == "classification" else ["start_logits", "end_logits"],
+        "inputs": list(INPUT_NAMES),
+        "outputs": list(OUTPUT_NAMES[task_spec.head]),
         "tokenizer": tokenizer_settings,
         "student": str(student_dir),
         "artifacts": [],
@@ -54,11 +53,8 @@ def staged_bundle(bundle_dir: str | Path, fresh_manifest: dict):
     An existing bundle of the same task is carried over (its other artifacts stay); one of another task is refused.
     """
     bundle_dir = Path(bundle_dir).resolve()
-    parent = bundle_dir.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.staging-", dir=parent))
-        os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700; the bundle should be readable like any folder
+        stage = make_stage(bundle_dir)
     except OSError as error:
         raise UserError(f"cannot write the bundle at {bundle_dir} ({error.strerror}); choose a writable --out") from None
     try:
@@ -88,22 +84,10 @@ def staged_bundle(bundle_dir: str | Path, fresh_manifest: dict):
         if missing:
             raise UserError(f"bundle is incomplete, missing {', '.join(missing)}; nothing was written to {bundle_dir}")
         write_atomic(stage / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _swap_in(stage, bundle_dir)
+        swap_in(stage, bundle_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-
-
-def _swap_in(stage: Path, bundle_dir: Path) -> None:
-    """Replace bundle_dir with stage using renames only, so readers see the old or the new bundle."""
-    old = None
-    if bundle_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.old-", dir=bundle_dir.parent))
-        os.rmdir(old)
-        os.replace(bundle_dir, old)
-    os.replace(stage, bundle_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def upsert_artifact(manifest: dict, entry: dict) -> None:

@@ -20,12 +20,13 @@ from tqdm import tqdm
 from distill.errors import UserError
 from export.bundle import base_manifest, staged_bundle, upsert_artifact
 from export.student import check_buckets, check_labels, check_vocab_size, resolve_task, tokenizer_settings, write_labels, write_vocab
-from export.wrapper import INPUT_NAMES, QA_OUTPUTS, ExportableBert, load_student
+from export.wrapper import ExportableBert, load_student
+from mobile_app.runtime.contract import COREML_LABEL_OUTPUT as LABEL_OUTPUT
+from mobile_app.runtime.contract import COREML_PROBABILITIES_OUTPUT as PROBABILITIES_OUTPUT
+from mobile_app.runtime.contract import INPUT_NAMES, OUTPUT_NAMES
 
 COREML_VARIANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
 FLEXIBLE_MODES = ("enumerated", "range")
-LABEL_OUTPUT = "label"
-PROBABILITIES_OUTPUT = LABEL_OUTPUT + "_probs"    # the name coremltools gives the classifier's probability dict
 # Weights with fewer elements stay fp16 (LayerNorm, biases); low enough that tiny test models still get compressed.
 COMPRESS_MIN_ELEMENTS = 512
 DEPLOYMENT_TARGET = {"enumerated": "iOS18", "range": "iOS16"}
@@ -87,7 +88,7 @@ def convert_wrapper(wrapper: ExportableBert, labels, buckets: list[int], flexibl
     if wrapper.head == "classification":
         options["classifier_config"] = ct.ClassifierConfig(list(labels), predicted_feature_name=LABEL_OUTPUT)
     else:
-        options["outputs"] = [ct.TensorType(name=name) for name in QA_OUTPUTS]
+        options["outputs"] = [ct.TensorType(name=name) for name in OUTPUT_NAMES["qa"]]
     return ct.convert(traced, inputs=_input_types(buckets, flexible), convert_to="mlprogram",
                       minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET[flexible]),
                       compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32, **options)
@@ -138,7 +139,7 @@ def _entry(name: str, variant: str, flexible: str, head: str, labels, buckets: l
         "compute_precision": "fp32" if variant == "fp32" else "fp16",
         "flexible": flexible, "deployment_target": DEPLOYMENT_TARGET[flexible], "buckets": list(buckets),
         "inputs": list(INPUT_NAMES),
-        "outputs": [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if head == "classification" else list(QA_OUTPUTS),
+        "outputs": [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if head == "classification" else list(OUTPUT_NAMES["qa"]),
         # Compressed variants count the fp16 conversion they start from plus their compression.
         "labels": list(labels), "size_bytes": size, "conversion_seconds": round(seconds, 2),
     }

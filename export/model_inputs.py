@@ -44,7 +44,7 @@ def encoded_fields(encoding) -> tuple[list[int], list[int], list[int]]:
 
 def calibration_set(spec, tokenizer, settings: dict, train_examples: list[dict], buckets, count: int) -> dict[str, list[dict]]:
     """{signature key: [padded inputs]}: the same `count` seeded train examples encoded at every bucket length."""
-    from export.tflite import signature_key
+    from mobile_app.runtime.contract import signature_key
 
     if count < 1:
         raise UserError(f"calibration needs at least 1 example, got {count}; pass a positive --calibration-examples")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from distill.errors import UserError
 from distill.tasks import TaskSpec, get_task
+from mobile_app.runtime.contract import VOCAB_NAME
+from mobile_app.runtime.tokenizer import write_vocab as write_tokens
 
 DISTILL_REPORT = "distill_report.json"
-VOCAB_NAME = "vocab.txt"
-LABELS_NAME = "labels.txt"
 
 
 def _read_json(path: Path) -> dict:
@@ -43,9 +43,10 @@ def check_labels(model, spec: TaskSpec) -> None:
         return
     config = model.config
     if config.num_labels != len(spec.labels):
-        raise UserError(f"the student has {config.num_labels} labels but task {spec.name!r} has {len(spec.labels)} ({', '.join(spec.labels)}); pass the right --task")
+        raise UserError(f"the student has {config.num_labels} labels but task {spec.name!r} has {len(spec.labels)}"
+                        f" ({', '.join(spec.labels)}); pass the right --task")
     names = [str(config.id2label.get(i, "")) for i in range(config.num_labels)]
-    if not all(name.startswith("LABEL_") for name in names) and [n.lower() for n in names] != [l.lower() for l in spec.labels]:
+    if not all(name.startswith("LABEL_") for name in names) and [n.lower() for n in names] != [label.lower() for label in spec.labels]:
         raise UserError(f"the student's labels {names} are not task {spec.name!r}'s {list(spec.labels)}; pass the right --task")
 
 
@@ -84,23 +85,23 @@ def tokenizer_settings(student_dir: str | Path, spec: TaskSpec, buckets: list[in
 
 
 def write_vocab(student_dir: str | Path, dest: str | Path) -> Path:
-    """Copy the student's vocab.txt to dest, or write it from tokenizer.json's WordPiece vocab (transformers 5 saves only that)."""
+    """The student's vocab.txt at dest, read from its vocab.txt or tokenizer.json (transformers 5 saves only that)."""
     student_dir, dest = Path(student_dir), Path(dest)
     vocab_txt, tokenizer_json = student_dir / VOCAB_NAME, student_dir / "tokenizer.json"
-    if vocab_txt.is_file():
-        tokens = vocab_txt.read_text(encoding="utf-8").splitlines()
-    elif tokenizer_json.is_file():
+    if vocab_txt.is_file():  # copied line for line: the ids the student was trained with
+        dest.write_text("\n".join(vocab_txt.read_text(encoding="utf-8").splitlines()) + "\n", encoding="utf-8")
+        return dest
+    if tokenizer_json.is_file():
         model = _read_json(tokenizer_json).get("model") or {}
         vocab = model.get("vocab")
         if model.get("type") != "WordPiece" or not isinstance(vocab, dict):
             raise UserError(f"{tokenizer_json} is not a WordPiece tokenizer; export needs a BERT vocab.txt in {student_dir}")
-        tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
-        if [vocab[t] for t in tokens] != list(range(len(tokens))):
-            raise UserError(f"{tokenizer_json} has gaps in its vocab ids; save the tokenizer's vocab.txt into {student_dir}")
     else:
         raise UserError(f"{student_dir} has no tokenizer (no {VOCAB_NAME} or tokenizer.json); save the tokenizer with the student")
-    dest.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    return dest
+    try:
+        return write_tokens(vocab, dest)
+    except ValueError:
+        raise UserError(f"{tokenizer_json} has gaps in its vocab ids; save the tokenizer's vocab.txt into {student_dir}") from None
 
 
 def check_vocab_size(vocab_path: Path, model) -> None:

@@ -16,16 +16,15 @@ from tqdm import tqdm
 from distill.errors import UserError
 from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
 from export.quantize import PRECISION_NOTES, check_precisions, quantize_tflite
-from export.student import (LABELS_NAME, VOCAB_NAME, check_buckets, check_labels, check_vocab_size, resolve_task,
+from export.student import (check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import read_manifest
+from mobile_app.runtime.contract import LABELS_NAME, VOCAB_NAME, signature_key
 
 DEFAULT_CALIBRATION_EXAMPLES = 256
 
 
-def signature_key(bucket: int) -> str:
-    return f"seq_{bucket}"
 
 
 class _NamedOutputs(torch.nn.Module):

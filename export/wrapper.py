@@ -12,20 +12,18 @@ import torch
 from torch import nn
 
 from distill.errors import UserError
+from distill.heads import head_of_architecture, model_class
+from mobile_app.runtime.contract import HEAD_ARCHITECTURES, MASK_VALUE, OUTPUT_NAMES
 
-# Finite and far below any real attention score; float32 min would overflow to -inf in fp16 and give NaN.
-MASK_VALUE = -1e4
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-CLASSIFIER_OUTPUTS = ("logits",)
-QA_OUTPUTS = ("start_logits", "end_logits")
-_SUPPORTED = {"BertForSequenceClassification": "classification", "BertForQuestionAnswering": "qa"}
+QA_OUTPUTS = OUTPUT_NAMES["qa"]
+_CLASSES = " or ".join(HEAD_ARCHITECTURES.values())
 
 
 def head_of(model: nn.Module) -> str:
     """'classification' or 'qa'; anything else is refused with a clear message."""
-    head = _SUPPORTED.get(type(model).__name__)
+    head = head_of_architecture(type(model).__name__)
     if head is None or getattr(model.config, "model_type", None) != "bert":
-        raise UserError(f"{type(model).__name__} is not a BERT-family classifier or QA model; export needs BertForSequenceClassification or BertForQuestionAnswering")
+        raise UserError(f"{type(model).__name__} is not a BERT-family classifier or QA model; export needs {_CLASSES}")
     if getattr(model.config, "position_embedding_type", "absolute") != "absolute":
         raise UserError("only absolute position embeddings are supported for export")
     return head
@@ -45,7 +43,7 @@ class ExportableBert(nn.Module):
         self.eps = config.layer_norm_eps
         self.mask_value = float(mask_value)
         self.max_positions = config.max_position_embeddings
-        self.output_names = CLASSIFIER_OUTPUTS if self.head == "classification" else QA_OUTPUTS
+        self.output_names = OUTPUT_NAMES[self.head]
 
     def _attention(self, layer, hidden, additive_mask):
         attn = layer.attention.self
@@ -98,7 +96,7 @@ def load_student(student_dir) -> nn.Module:
     """Load a student folder (safetensors only, no remote code) as its classifier or QA model."""
     from pathlib import Path
 
-    from transformers import AutoConfig, BertForQuestionAnswering, BertForSequenceClassification
+    from transformers import AutoConfig
 
     path = Path(student_dir)
     if not (path / "config.json").is_file():
@@ -107,9 +105,9 @@ def load_student(student_dir) -> nn.Module:
     if config.model_type != "bert":
         raise UserError(f"{path} holds a {config.model_type!r} model, not BERT-family; export supports BERT classifiers and QA models")
     arch = (config.architectures or [""])[0]
-    cls = {"BertForSequenceClassification": BertForSequenceClassification, "BertForQuestionAnswering": BertForQuestionAnswering}.get(arch)
-    if cls is None:
-        raise UserError(f"{path} holds a {arch or 'headless'} model; export needs BertForSequenceClassification or BertForQuestionAnswering")
+    head = head_of_architecture(arch)
+    if head is None:
+        raise UserError(f"{path} holds a {arch or 'headless'} model; export needs {_CLASSES}")
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{path} has no safetensors weights; save the model with safe_serialization (pickle weights are refused)")
-    return cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()
+    return model_class(head).from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()

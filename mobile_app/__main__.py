@@ -6,13 +6,15 @@ import os
 import sys
 from pathlib import Path
 
-TASK_CHOICES = ("sentiment", "spam", "qa")
+from mobile_app.runtime.contract import TASK_NAMES
+
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mobile_app", description="TinyBERT demo app: sentiment, SMS spam and question answering on exported bundles.")
+    parser = argparse.ArgumentParser(prog="python -m mobile_app",
+                                     description="TinyBERT demo app: sentiment, SMS spam and question answering on exported bundles.")
     parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder holding sentiment/, spam/ and qa/ bundles (default: bundles)")
-    parser.add_argument("--task", choices=TASK_CHOICES, help="tab to open first")
+    parser.add_argument("--task", choices=TASK_NAMES, help="tab to open first")
     parser.add_argument("--format", choices=("tflite", "coreml"), default="tflite",
                         help="artifacts to run: tflite (default) or coreml (macOS, needs coremltools)")
     parser.add_argument("--screenshot", type=Path, metavar="OUT_DIR",

@@ -15,7 +15,7 @@ SENTIMENT = (
 
 # UCI SMS Spam Collection (sms_spam/SMSSpamCollection).
 SPAM = (
-    "Had your mobile 11 months or more? U R entitled to Update to the latest colour mobiles with camera for Free! Call The Mobile Update Co FREE on 08002986030",
+    "Had your mobile 11 months or more? U R entitled to Update to the latest colour mobiles with camera for Free! Call The Mobile Update Co FREE on 08002986030",  # noqa: E501 (verbatim from the data set)
     "Nah I don't think he goes to usf, he lives around here though",
     "SIX chances to win CASH! From 100 to 20,000 pounds txt> CSH11 and send to 87575. Cost 150p/day, 6days, 16+ TsandCs apply Reply HL 4 info",
     "I'm gonna be home soon and i don't want to talk about this stuff anymore tonight, k? I've cried enough today.",

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
+from mobile_app.runtime.contract import TASK_NAMES as TASKS
+from mobile_app.runtime.files import replace_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-TASKS = ("sentiment", "spam", "qa")
 # Desktop-only helpers that the phone never runs.
 LEFT_OUT = {"package_app.py"}
 MAIN_PY = '''"""Entry point that buildozer / kivy-ios run: the demo app on the bundles packed beside it."""
@@ -68,22 +67,14 @@ def stage_app(bundles_dir: str | Path, out_dir: str | Path, fmt: str = "tflite",
     found = [t for t in TASKS if (bundles_dir / t / MANIFEST_NAME).is_file()]
     if not found:
         raise BundleError(f"no bundles in {bundles_dir} (expected {', '.join(t + '/' for t in TASKS)}); build them with `make demo`")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
-    try:
+    with replace_dir(out_dir) as stage:
         _copy_package(PACKAGE_DIR, stage / "mobile_app")
         (stage / "main.py").write_text(MAIN_PY, encoding="utf-8")
         sizes = {}
         for task in found:
             slice_bundle(bundles_dir / task, stage / "bundles" / task, fmt, precisions)
             sizes[task] = sum(p.stat().st_size for p in (stage / "bundles" / task).rglob("*") if p.is_file())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(stage, out_dir)
-        return sizes
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    return sizes
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from export.atomic import write_atomic
+from mobile_app.runtime.files import write_atomic
 from mobile_app.runtime.bundle import sha256_path
 
 RECORD_VERSION = 1

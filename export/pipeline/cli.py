@@ -13,9 +13,10 @@ from distill.errors import UserError
 from distill.settings import DEFAULT_INIT_HELP, PRESET_NAMES
 from export.coreml import COREML_VARIANTS
 from export.pipeline.run import run_pipeline
-from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, TASK_NAMES, PipelineConfig
+from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, PipelineConfig
 from export.quantize import TFLITE_PRECISIONS
 from mobile_app.runtime.bundle import BundleError
+from mobile_app.runtime.contract import TASK_NAMES
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

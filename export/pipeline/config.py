@@ -6,10 +6,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill.errors import UserError
-from distill.tasks import TASKS, get_task
+from distill.tasks import get_task
+from mobile_app.runtime.contract import TASK_NAMES
 from export.quantize import check_precisions
 
-TASK_NAMES = tuple(TASKS)
 # int8-static is opt-in here (`--precisions ... int8-static`): its int16 activations run on the interpreter's slow
 # reference kernels (5-6x slower than fp32 on CPU) and calibration adds minutes per task; it only saves size.
 DEFAULT_TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic")

@@ -15,7 +15,7 @@ import html
 import json
 from pathlib import Path
 
-from export.atomic import write_atomic
+from mobile_app.runtime.files import write_atomic
 
 REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "report_files"
 
@@ -103,7 +103,8 @@ def console_summary(summary: dict) -> str:
 
 
 def _md_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in rows[0]) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|"]
+    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in rows[0]) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows[1:]]
     return "\n".join(lines)
 

@@ -20,10 +20,11 @@ from distill.errors import UserError
 from distill.tasks import get_task
 from export.pipeline.config import PipelineConfig
 from export.pipeline.stages import StageFunctions
-from export.atomic import write_atomic
+from mobile_app.runtime.files import write_atomic
 from export.pipeline.cache import StageCache, code_version, file_hashes, key_of, stage_inputs
 from export.verify.check import PARITY_JSON
 from mobile_app.runtime.bundle import read_manifest, sha256_path
+from mobile_app.runtime.files import source_identity
 
 SUMMARY_NAME = "summary.json"
 
@@ -113,7 +114,7 @@ def _data_hashes(task: str, cfg: PipelineConfig) -> dict[str, str]:
 def _source_hash(source: str | None) -> str | None:
     """A local model folder (teacher, init checkpoint) counts by content; a hub id or a keyword by name."""
     if source and source not in ("random", "general") and Path(source).exists():
-        return sha256_path(source)
+        return source_identity(source)
     return None
 
 

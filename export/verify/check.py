@@ -163,7 +163,7 @@ def _json_safe(value):
 def write_parity(bundle_dir: Path, report: dict) -> None:
     """parity.json, parity.md, the diff plot, and a summary in bundle.json; each file written atomically."""
     from export.verify.report import diff_plot_png, render_markdown
-    from export.atomic import write_atomic
+    from mobile_app.runtime.files import write_atomic
 
     write_atomic(bundle_dir / PARITY_PNG, diff_plot_png(report))
     write_atomic(bundle_dir / PARITY_MD, render_markdown(report, PARITY_PNG))

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.coreml import LABEL_OUTPUT, PROBABILITIES_OUTPUT
-from mobile_app.runtime.backends import INPUT_NAMES, PER_TOKEN_OUTPUTS, Backend
+from mobile_app.runtime.backends import Backend
+from mobile_app.runtime.contract import COREML_LABEL_OUTPUT as LABEL_OUTPUT
+from mobile_app.runtime.contract import COREML_PROBABILITIES_OUTPUT as PROBABILITIES_OUTPUT
+from mobile_app.runtime.contract import INPUT_NAMES, PER_TOKEN_OUTPUTS
 from mobile_app.runtime.bundle import BundleError
 
 CLASSIFY = "classify"
@@ -252,9 +254,11 @@ class MilProgramEvaluator:
             if op.op_type in _CONST_OPS or op.op_type.startswith("constexpr_"):
                 continue
             if op.blocks:
-                raise BundleError(f"{self.path.name}: op {op.op_type!r} ({op.name}) has nested blocks (control flow), which the Core ML evaluator does not run; export without control flow")
+                raise BundleError(f"{self.path.name}: op {op.op_type!r} ({op.name}) has nested blocks (control flow)"
+                                  f", which the Core ML evaluator does not run; export without control flow")
             if op.op_type not in KERNELS and not _has_value_inference(op):
-                raise BundleError(f"{self.path.name}: op {op.op_type!r} ({op.name}) has no evaluator implementation (no kernel, no coremltools value_inference); "
+                raise BundleError(f"{self.path.name}: op {op.op_type!r} ({op.name}) "
+                                  f"has no evaluator implementation (no kernel, no coremltools value_inference); "
                                   "this artifact cannot be verified on Linux - verify it on macOS or add the op to export/verify/coreml_eval.py")
 
     def _materialise_constants(self) -> dict:
@@ -265,7 +269,8 @@ class MilProgramEvaluator:
                 values[id(op.outputs[0])] = to_storage(op.outputs[0].val, op.outputs[0]) if op.outputs[0].val is not None else op.outputs[0].sym_val
             elif op.op_type.startswith("constexpr_"):
                 if not hasattr(op, "materialized_val_inference"):
-                    raise BundleError(f"{self.path.name}: compressed-weight op {op.op_type!r} ({op.name}) cannot be materialised by this coremltools; re-export or verify on macOS")
+                    raise BundleError(f"{self.path.name}: compressed-weight op {op.op_type!r} ({op.name})"
+                                      f" cannot be materialised by this coremltools; re-export or verify on macOS")
                 result = op.materialized_val_inference()
                 results = result if isinstance(result, tuple) else (result,)
                 for var, value in zip(op.outputs, results):
@@ -311,7 +316,8 @@ class MilProgramEvaluator:
                     value = values[id(var)]
                     if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
                         self.first_non_finite = f"{op.op_type!r} ({op.name})"
-                        raise BundleError(f"{self.path.name}: op {self.first_non_finite} produced NaN/inf (output {var.name}); the program is not numerically sound on these inputs")
+                        raise BundleError(f"{self.path.name}: op {self.first_non_finite} produced NaN/inf (output {var.name})"
+                                          f"; the program is not numerically sound on these inputs")
         outputs = {var.name: values[id(var)] for var in self.function.outputs}
         if not check_finite and not all(np.isfinite(v).all() for v in outputs.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"):
             self._run(feeds, check_finite=True)  # rerun checking each op; raises naming the first one to go non-finite

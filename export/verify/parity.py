@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from distill.errors import UserError
+from mobile_app.runtime.classify import softmax
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,6 @@ def parse_threshold_flag(text: str) -> tuple[str, str, float | None]:
         raise UserError(f"bad --threshold {text!r}: {value!r} is not a number (or 'none')") from None
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
-
-
 def _vector(value, labels=()) -> np.ndarray:
     if isinstance(value, dict):  # {label: probability}
         value = [value[label] for label in labels]
@@ -95,7 +91,7 @@ def compared_outputs(head: str, reference: dict, candidate: dict, n_tokens: int,
     if "logits" in candidate:
         return {"logits": (_vector(reference["logits"]), _vector(candidate["logits"]))}
     if "probabilities" in candidate:
-        return {"probabilities": (_softmax(_vector(reference["logits"])), _vector(candidate["probabilities"], labels))}
+        return {"probabilities": (softmax(_vector(reference["logits"])), _vector(candidate["probabilities"], labels))}
     raise UserError(f"the artifact returns {sorted(candidate)}, neither logits nor probabilities; re-export it")
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mobile_app.runtime.backends import INPUT_NAMES, Backend
+from mobile_app.runtime.backends import Backend
+from mobile_app.runtime.contract import INPUT_NAMES
 from mobile_app.runtime.bundle import BundleError
 
 

@@ -28,10 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from mobile_app.runtime.bundle import BundleError, artifacts
-
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-PER_TOKEN_OUTPUTS = ("start_logits", "end_logits")
-DEFAULT_PRECISION = "int8-dynamic"
+from mobile_app.runtime.contract import (COREML_PROBABILITIES_OUTPUT, DEFAULT_PRECISION, INPUT_NAMES, PER_TOKEN_OUTPUTS,
+                                         PROBABILITIES_OUTPUT)
 
 
 class BackendUnavailableError(BundleError):
@@ -171,10 +169,10 @@ class CoreMLBackend(Backend):
 
     def _predict(self, padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.model.predict(padded)
-        if "label_probs" in result:  # a Core ML classifier: probabilities by label, not logits
-            probs = result["label_probs"]
+        if COREML_PROBABILITIES_OUTPUT in result:  # a Core ML classifier: probabilities by label, not logits
+            probs = result[COREML_PROBABILITIES_OUTPUT]
             labels = self.labels or list(probs)
-            return {"probabilities": np.array([probs[label] for label in labels], dtype=np.float32)}
+            return {PROBABILITIES_OUTPUT: np.array([probs[label] for label in labels], dtype=np.float32)}
         return {name: np.asarray(value, dtype=np.float32).reshape(1, -1) if name in PER_TOKEN_OUTPUTS else np.asarray(value)
                 for name, value in result.items()}
 

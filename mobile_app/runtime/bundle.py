@@ -4,32 +4,15 @@ Standard library only: the app reads bundles on the phone with this same code.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-MANIFEST_NAME = "bundle.json"
-FORMAT_NAME = "tinybert-mobile-bundle"
-FORMAT_VERSION = 1
+from mobile_app.runtime.contract import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME
+from mobile_app.runtime.files import sha256_path
 
 
 class BundleError(ValueError):
     """A bundle that is missing, incomplete, tampered or not what the caller asked for."""
-
-
-def sha256_path(path: str | Path) -> str:
-    """sha256 of a file, or of a directory (e.g. an .mlpackage) as its sorted relative paths and contents."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
-            digest.update(bytes.fromhex(sha256_path(child)))
-        return digest.hexdigest()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(bundle_dir: str | Path) -> dict:

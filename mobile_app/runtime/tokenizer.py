@@ -318,3 +318,13 @@ def longest_first_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
         return budget - short, short
     short = min(n1, budget // 2)
     return short, budget - short
+
+
+def write_vocab(vocab: dict[str, int], path: str | Path) -> Path:
+    """vocab.txt as `from_vocab` reads it: one token a line in id order; ids must run 0..n-1 without gaps."""
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise ValueError("the vocab's ids have gaps or repeats; a vocab.txt cannot express it")
+    path = Path(path)
+    path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return path

@@ -1,0 +1,54 @@
+"""The bundle contract: what the converters write, verification checks and the runtime reads, in one place.
+
+As a Hugging Face `exporters` config does for a model: per head the input and output names, how a
+bucket's signature is named, the attention-mask value baked into the graph, the manifest's name,
+format and fields, and the files beside it. Standard library only, so the phone reads it too.
+"""
+from __future__ import annotations
+
+# Tasks the kit ships, and the head each one needs.
+TASK_HEADS = {"sentiment": "classification", "spam": "classification", "qa": "qa"}
+TASK_NAMES = tuple(TASK_HEADS)
+
+# The one head -> Hugging Face model class table (class names; `distill.heads` resolves them).
+HEAD_ARCHITECTURES = {"classification": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
+HEADS = tuple(HEAD_ARCHITECTURES)
+
+# Model inputs (int32, shape (1, bucket)) in the order the exported graphs take them.
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# Model outputs (float32) per head; QA's are per token and trimmed back to the input length.
+OUTPUT_NAMES = {"classification": ("logits",), "qa": ("start_logits", "end_logits")}
+PER_TOKEN_OUTPUTS = OUTPUT_NAMES["qa"]
+# A Core ML classifier returns its label and probabilities by label instead of logits.
+COREML_LABEL_OUTPUT = "label"
+COREML_PROBABILITIES_OUTPUT = "label_probs"
+PROBABILITIES_OUTPUT = "probabilities"
+
+# Added to the attention scores of padded positions: finite and far below any real score
+# (float32's minimum would overflow to -inf in fp16 and give NaN).
+MASK_VALUE = -1e4
+
+# The manifest and the files it names.
+MANIFEST_NAME = "bundle.json"
+FORMAT_NAME = "tinybert-mobile-bundle"
+FORMAT_VERSION = 1
+VOCAB_NAME = "vocab.txt"
+LABELS_NAME = "labels.txt"
+# Fields every manifest carries (export/bundle.py writes them, mobile_app/runtime/bundle.py checks them).
+MANIFEST_FIELDS = ("format", "format_version", "task", "head", "labels", "buckets", "tokenizer", "student",
+                   "artifacts", "files")
+# Fields of one artifact entry in `artifacts`.
+ARTIFACT_FIELDS = ("file", "format", "precision", "inputs", "outputs", "size_bytes")
+
+# The artifact the app opens when the user picks none.
+DEFAULT_PRECISION = "int8-dynamic"
+
+
+def signature_key(bucket: int) -> str:
+    """The name of a .tflite signature (and Core ML shape) that takes inputs of `bucket` tokens."""
+    return f"seq_{int(bucket)}"
+
+
+def head_of_task(task: str) -> str:
+    """'classification' or 'qa' for a task name of TASK_NAMES."""
+    return TASK_HEADS[task]
