@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from distill.api import REPORT_FILE, run_task  # noqa: E402
-from distill.cli import parse_student  # noqa: E402
+from distill.cli_args import parse_student  # noqa: E402
 from distill.errors import UserError  # noqa: E402
 from distill.settings import PRESET_NAMES  # noqa: E402
 from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402

@@ -1,11 +1,10 @@
 """The Python API of the distillation stage, used by the CLI and the one-command pipeline.
 
-`run_task` chains: teacher (fine-tuned and cached when it lacks the task head) -> student initialisation
-(random, our own general distillation, a general TinyBERT checkpoint, or the teacher's own layers)
--> intermediate-layer distillation -> prediction-layer distillation -> evaluation of teacher and student
--> OUT/student/ + distill_report.json.
-Work already done is skipped: the cached teacher and general student, and a student whose report carries
-the same run key.
+One function per stage, each callable alone: `run_teacher` (the teacher, fine-tuned and cached when it lacks
+the task head), `run_general` (general distillation of a student encoder), `run_student` (task distillation:
+student start -> intermediate layers -> prediction layer -> evaluation -> OUT/student/ + distill_report.json),
+and `run_task`, which runs them in order. Work already done is skipped by one rule (`outputs.cached_record`):
+a stage's folder whose record carries the same key; `force=True` redoes it.
 """
 from __future__ import annotations
 
@@ -22,18 +21,19 @@ from distill.features import FEATURE_KEYS, collate
 from distill.general import general_distill, read_corpus, task_texts
 from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
-from distill.outputs import replace_dir, save_model_folder, weights_bytes, write_json
+from distill.outputs import cached_record, save_model_folder, weights_bytes, write_json
+from mobile_app.runtime.files import replace_dir
 from distill.settings import default_init, settings_for
 from distill.student import (TEACHER_LAYERS, check_general_source, load_general_encoder, load_teacher_layers, new_student,
                              resolve_shape, student_config, teacher_layer_map)
 from distill.tasks import get_task
+from distill.teacher import KEY_FILE as TEACHER_KEY_FILE
 from distill.teacher import (default_teacher, has_task_head, load_tokenizer, prepare_teacher, source_identity,
                              task_features, teacher_config)
 from distill.soft_targets import with_teacher_logits
 from distill.trainer import EpochBudget, Interrupted, Phase, make_accelerator, phase_finished, run_phase
 
 REPORT_FILE = "distill_report.json"
-STAGES = ("teacher", "general", "task")
 
 
 def _sample(examples: list[dict], limit: int | None, seed: int, keep_order: bool) -> list[dict]:
@@ -60,8 +60,9 @@ def _parameters(model) -> int:
 class _Run:
     """Everything a run needs, validated before anything is written."""
 
-    def __init__(self, task, data_dir, out_dir, preset, teacher, student, seed, max_train_examples, max_eval_examples,
-                 overrides, init, corpus=None):
+    def __init__(self, task, data_dir, out_dir, preset: str = "quick", teacher=None, student="tinybert-4l-312d", seed: int = 42,
+                 max_train_examples: int | None = None, max_eval_examples: int | None = None, overrides: dict | None = None,
+                 init: str | None = None, corpus=None):
         self.task = get_task(task)
         overrides = dict(overrides or {})
         if max_train_examples is not None:
@@ -116,70 +117,48 @@ class _Run:
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, student="tinybert-4l-312d", seed: int = 42,
-             max_train_examples: int | None = None, max_eval_examples: int | None = None, overrides: dict | None = None,
-             init: str | None = None, resume: bool = False, stop_after_epochs: int | None = None, stages=STAGES,
-             corpus=None, accelerator=None) -> Path:
-    """Distil a student for `task` into OUT/student/ and return that folder.
+def _teacher_stage(run: _Run, accelerator, budget, resume: bool, force: bool):
+    """(teacher in eval mode on the device, report info): a given teacher with the head as is, else fine-tuned (cached)."""
+    teacher, info = prepare_teacher(accelerator, run.teacher_source, run.task, run.train, run.settings, run.seed, run.out, resume,
+                                    budget, force=force)
+    return teacher.to(accelerator.device), info
 
-    `teacher`: a BERT folder or hub id (default: the offline MiniLM-L6-H384 base); one that already has the task's
-    head (e.g. a tiny random BERT classifier in tests) is used as is. `student`: a preset name or
-    {"layers", "hidden", "heads", "intermediate"}. `init`: "random", "general" (our general distillation, OUT/general/),
-    "teacher-layers", a general TinyBERT folder / hub id, or None for the preset's start (`default_init`).
-    `overrides`: any DistillSettings field. `stop_after_epochs` stops after that many epochs (raises Interrupted);
-    `resume=True` continues from the checkpoints in OUT/checkpoints/.
-    `stages` limits the work to some of ("teacher", "general", "task"); a missing earlier stage is an error.
-    """
-    began, cpu_began = time.time(), time.process_time()
-    stages = tuple(stages)
-    if "general" in stages and "task" not in stages:
-        init = "general"
-    run = _Run(task, data_dir, out_dir, preset, teacher, student, seed, max_train_examples, max_eval_examples, overrides, init, corpus)
-    student_dir = run.out / "student"
-    run_key = run.key()
-    if "task" in stages and (student_dir / REPORT_FILE).is_file() and json.loads((student_dir / REPORT_FILE).read_text()).get("run_key") == run_key:
-        print(f"student: {student_dir} is up to date (same run key); nothing to do")
-        return student_dir
-    if ("task" in stages and "teacher" not in stages and not has_task_head(run.teacher_config, run.task)
-            and not (run.out / "teacher" / "teacher_key.json").is_file()):
-        raise UserError(f"no fine-tuned teacher in {run.out / 'teacher'}; run `python -m distill teacher` (or `run`) first")
-    if "task" in stages and "general" not in stages and run.init == "general" and not (run.out / "general" / "config.json").is_file():
-        raise UserError(f"no general student in {run.out / 'general'}; run `python -m distill general` first or pass --init random")
 
-    accelerator = accelerator or make_accelerator()
-    budget = EpochBudget(stop_after_epochs)
-    s, timings = run.settings, {}
+def _general_stage(run: _Run, accelerator, budget, resume: bool, force: bool) -> dict:
+    """General distillation of a student encoder into OUT/general/ (cached by its key)."""
+    texts = run.corpus or task_texts(run.task, run.unlabelled)
+    _, info = general_distill(accelerator, run.teacher_source, run.shape, texts, run.settings, run.seed, run.out, resume, budget,
+                              force=force)
+    return info
+
+
+def _student_start(run: _Run, teacher, features):
+    """The task student before distillation, the report's account of its start, and the teacher dims a cut kept."""
+    student = new_student(run.student_config, run.seed)
+    init_info, hidden_dims = {"kind": "random"}, None
+    if run.init == "general":
+        init_info = {"kind": "general", **load_general_encoder(student, run.out / "general")}
+    elif run.init == TEACHER_LAYERS:
+        info, hidden_dims = load_teacher_layers(student, teacher, run.teacher_layers,
+                                                _probe_batches(features, run.seed, run.tokenizer.pad_token_id))
+        init_info = {"kind": TEACHER_LAYERS, **info}
+    elif run.init != "random":
+        init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
+    if run.settings.student_freeze_word_embeddings:
+        freeze_word_embeddings(student)
+    return student, init_info, hidden_dims
+
+
+def _task_stage(run: _Run, accelerator, budget, resume: bool, teacher, teacher_info: dict, general_info, timings: dict,
+                began: tuple[float, float]) -> Path:
+    """Intermediate then prediction-layer distillation, evaluation of both models, OUT/student/ + its report."""
+    s = run.settings
+    features = task_features(run.tokenizer, run.task, run.train, s)
+    student, init_info, hidden_dims = _student_start(run, teacher, features)
+    student.to(accelerator.device)
+    common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,
+                  warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, pad_id=run.tokenizer.pad_token_id)
     try:
-        t0 = time.time()
-        teacher_info = general_info = None
-        if "teacher" in stages or "task" in stages:
-            teacher, teacher_info = prepare_teacher(accelerator, run.teacher_source, run.task, run.train, s, run.seed, run.out, resume, budget)
-            teacher.to(accelerator.device)
-            timings["teacher"] = round(time.time() - t0, 1)
-        if run.init == "general" and "general" in stages:
-            t0 = time.time()
-            _, general_info = general_distill(accelerator, run.teacher_source, run.shape, run.corpus or task_texts(run.task, run.unlabelled), s,
-                                              run.seed, run.out, resume, budget)
-            timings["general"] = round(time.time() - t0, 1)
-        if "task" not in stages:
-            return Path(general_info["dir"]) if general_info else Path(teacher_info["dir"])
-
-        student = new_student(run.student_config, run.seed)
-        features = task_features(run.tokenizer, run.task, run.train, s)
-        init_info, hidden_dims = {"kind": "random"}, None
-        if run.init == "general":
-            init_info = {"kind": "general", **load_general_encoder(student, run.out / "general")}
-        elif run.init == TEACHER_LAYERS:
-            info, hidden_dims = load_teacher_layers(student, teacher, run.teacher_layers,
-                                                    _probe_batches(features, run.seed, run.tokenizer.pad_token_id))
-            init_info = {"kind": TEACHER_LAYERS, **info}
-        elif run.init != "random":
-            init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
-        if s.student_freeze_word_embeddings:
-            freeze_word_embeddings(student)
-        student.to(accelerator.device)
-        common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,
-                      warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, pad_id=run.tokenizer.pad_token_id)
         t0 = time.time()
         objective = IntermediateObjective(student, teacher, hidden_dims=hidden_dims)
         intermediate = run_phase(accelerator, Phase("intermediate", objective, features, s.intermediate_epochs, s.intermediate_lr), **common)
@@ -199,12 +178,12 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
     teacher_metrics = evaluate(accelerator, teacher, run.task, run.tokenizer, run.eval, s, desc="eval teacher")
     student_metrics = evaluate(accelerator, student, run.task, run.tokenizer, run.eval, s, desc="eval student")
     timings["evaluation"] = round(time.time() - t0, 1)
-    timings["total"] = round(time.time() - began, 1)
+    timings["total"] = round(time.time() - began[0], 1)
     # CPU seconds of this process (all threads): wall time on a machine shared with other jobs says little
-    timings["cpu_total"] = round(time.process_time() - cpu_began, 1)
+    timings["cpu_total"] = round(time.process_time() - began[1], 1)
     metric = run.task.metric
     report = {
-        "run_key": run_key, "task": run.task.name, "head": run.task.head, "labels": list(run.task.labels), "metric": metric,
+        "run_key": run.key(), "task": run.task.name, "head": run.task.head, "labels": list(run.task.labels), "metric": metric,
         "preset": run.preset, "seed": run.seed, "settings": s.as_dict(),
         "data": {"train_examples": len(run.train), "train_features": len(features), "eval_examples": len(run.eval)},
         "teacher": {**teacher_info, "metrics": teacher_metrics, "parameters": _parameters(teacher),
@@ -215,6 +194,7 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
         "layer_mapping": objective.mapping, "wall_seconds": timings,
         "processes": accelerator.num_processes,
     }
+    student_dir = run.out / "student"
     if accelerator.is_main_process:
         with replace_dir(student_dir) as stage:
             save_model_folder(accelerator.unwrap_model(student), run.tokenizer, stage)
@@ -230,7 +210,71 @@ def run_task(task: str, data_dir, out_dir, preset: str = "quick", teacher=None, 
     return student_dir
 
 
-def run_general(task: str, data_dir, out_dir, corpus=None, **kwargs) -> Path:
+def _student_if_fresh(run: _Run, force: bool) -> Path | None:
+    """OUT/student/ when its report carries this run's key (and --force was not given)."""
+    student_dir = run.out / "student"
+    if cached_record(student_dir, REPORT_FILE, run.key(), key_field="run_key", force=force) is None:
+        return None
+    print(f"student: {student_dir} is up to date (same run key); nothing to do")
+    return student_dir
+
+
+def _distil(run: _Run, earlier_stages: bool, resume: bool, stop_after_epochs: int | None, force: bool, accelerator) -> Path:
+    """Task distillation, running the teacher and general stages first (earlier_stages) or reading their folders."""
+    began = (time.time(), time.process_time())
+    fresh = _student_if_fresh(run, force)
+    if fresh is not None:
+        return fresh
+    if not earlier_stages:
+        if not has_task_head(run.teacher_config, run.task) and not (run.out / "teacher" / TEACHER_KEY_FILE).is_file():
+            raise UserError(f"no fine-tuned teacher in {run.out / 'teacher'}; run `python -m distill teacher` (or `run`) first")
+        if run.init == "general" and not (run.out / "general" / "config.json").is_file():
+            raise UserError(f"no general student in {run.out / 'general'}; run `python -m distill general` first or pass --init random")
+    accelerator = accelerator or make_accelerator()
+    budget = EpochBudget(stop_after_epochs)
+    timings = {}
+    t0 = time.time()
+    teacher, teacher_info = _teacher_stage(run, accelerator, budget, resume, force and earlier_stages)
+    timings["teacher"] = round(time.time() - t0, 1)
+    general_info = None
+    if run.init == "general" and earlier_stages:
+        t0 = time.time()
+        general_info = _general_stage(run, accelerator, budget, resume, force)
+        timings["general"] = round(time.time() - t0, 1)
+    return _task_stage(run, accelerator, budget, resume, teacher, teacher_info, general_info, timings, began)
+
+
+def run_task(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+             accelerator=None, **options) -> Path:
+    """Every stage for `task`: teacher, general distillation (when the student starts from it), task distillation.
+
+    Returns OUT/student/. `options` are what decides the student (`_Run`): `preset`; `teacher`, a BERT folder or hub
+    id (default: the offline MiniLM-L6-H384 base; one that already has the task's head is used as is); `student`, a
+    preset name or {"layers", "hidden", "heads", "intermediate"}; `init`: "random", "general" (our general
+    distillation, OUT/general/), "teacher-layers", a general TinyBERT folder / hub id, or None for the preset's start
+    (`default_init`); `seed`; `max_train_examples`, `max_eval_examples`; `overrides` (any DistillSettings field).
+    `stop_after_epochs` stops after that many epochs (raises Interrupted); `resume=True` continues from
+    OUT/checkpoints/. Each stage reuses its folder when its key matches; `force=True` redoes them.
+    """
+    return _distil(_Run(task, data_dir, out_dir, **options), True, resume, stop_after_epochs, force, accelerator)
+
+
+def run_student(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+                accelerator=None, **options) -> Path:
+    """Task distillation only, from the teacher stage's folder (and the general stage's with init general)."""
+    return _distil(_Run(task, data_dir, out_dir, **options), False, resume, stop_after_epochs, force, accelerator)
+
+
+def run_teacher(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+                accelerator=None, **options) -> Path:
+    """The teacher stage only: the given teacher when it has the task's head, else it fine-tuned into OUT/teacher/."""
+    run = _Run(task, data_dir, out_dir, **options)
+    _, info = _teacher_stage(run, accelerator or make_accelerator(), EpochBudget(stop_after_epochs), resume, force)
+    return Path(info["dir"])
+
+
+def run_general(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+                accelerator=None, **options) -> Path:
     """General distillation only, into OUT/general/: on `corpus` text files, else on the task's training texts."""
-    kwargs.pop("stages", None)
-    return run_task(task, data_dir, out_dir, stages=("general",), corpus=corpus, **kwargs)
+    run = _Run(task, data_dir, out_dir, **{**options, "init": "general"})
+    return Path(_general_stage(run, accelerator or make_accelerator(), EpochBudget(stop_after_epochs), resume, force)["dir"])

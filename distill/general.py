@@ -18,7 +18,7 @@ from distill.errors import UserError
 from distill.features import text_features
 from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective
-from distill.outputs import publish_model_folder
+from distill.outputs import cached_record, publish_model_folder
 from distill.student import StudentShape, student_config
 from distill.teacher import source_identity, load_tokenizer, teacher_config
 from distill.trainer import Phase, run_phase
@@ -48,7 +48,7 @@ def task_texts(task, examples: list[dict]) -> list[str]:
 
 
 def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts: list[str], settings, seed: int,
-                    out_dir: Path, resume: bool, budget) -> tuple[Path, dict]:
+                    out_dir: Path, resume: bool, budget, force: bool = False) -> tuple[Path, dict]:
     """Distil (or reuse, when the cache key matches) a general student encoder into OUT/general/."""
     general_dir = Path(out_dir) / "general"
     if settings.general_max_texts:
@@ -56,9 +56,10 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
     fields = settings.stage_fields("general_", ("max_seq_length", "batch_size", "warmup_ratio", "weight_decay"))
     key = hashlib.sha256(json.dumps({"teacher": source_identity(teacher_source), "shape": shape.__dict__, "settings": fields, "seed": seed,
                                      "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}, sort_keys=True).encode()).hexdigest()
-    if (general_dir / KEY_FILE).is_file() and json.loads((general_dir / KEY_FILE).read_text()).get("key") == key:
+    record = cached_record(general_dir, KEY_FILE, key, force=force)
+    if record is not None:
         accelerator.print(f"general: reusing the general student cached in {general_dir}")
-        return general_dir, {"dir": str(general_dir), "cached": True, **json.loads((general_dir / KEY_FILE).read_text()).get("summary", {})}
+        return general_dir, {"dir": str(general_dir), "cached": True, **record.get("summary", {})}
     t_config = teacher_config(teacher_source)
     tokenizer = load_tokenizer(teacher_source)
     teacher = BertModel.from_pretrained(teacher_source, use_safetensors=True, trust_remote_code=False, add_pooling_layer=False)

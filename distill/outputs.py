@@ -31,3 +31,15 @@ def write_json(path: Path, data: dict) -> None:
 
 def weights_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
+
+
+def cached_record(folder: Path, record_file: str, key: str, key_field: str = "key", force: bool = False) -> dict | None:
+    """The folder's record when it was made from `key`, else None (also with `force`): the distill stages' one reuse rule."""
+    path = Path(folder) / record_file
+    if force or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and record.get(key_field) == key else None

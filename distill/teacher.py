@@ -17,7 +17,7 @@ from distill.heads import model_class
 from distill.features import classification_features, qa_train_features
 from distill.internals import freeze_word_embeddings
 from distill.objectives import SupervisedObjective
-from distill.outputs import publish_model_folder
+from distill.outputs import cached_record, publish_model_folder
 from distill.trainer import Phase, run_phase
 from mobile_app.runtime.contract import HEAD_ARCHITECTURES
 from mobile_app.runtime.files import source_identity  # noqa: F401  (re-exported for distill.general/api)
@@ -87,7 +87,7 @@ def load_task_model(source, task):
 
 
 def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], settings, seed: int, out_dir: Path,
-                    resume: bool, budget) -> tuple[torch.nn.Module, dict]:
+                    resume: bool, budget, force: bool = False) -> tuple[torch.nn.Module, dict]:
     """(teacher model in eval mode, report info). Fine-tunes and caches when the teacher lacks the task head."""
     config = teacher_config(source)
     if has_task_head(config, task):
@@ -96,9 +96,9 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
     teacher_dir = Path(out_dir) / "teacher"
     examples = train_examples[:settings.teacher_max_train_examples] if settings.teacher_max_train_examples else train_examples
     key = cache_key(source, task, settings, seed, examples)
-    if (teacher_dir / KEY_FILE).is_file() and json.loads((teacher_dir / KEY_FILE).read_text()).get("key") == key:
+    info = cached_record(teacher_dir, KEY_FILE, key, force=force)
+    if info is not None:
         accelerator.print(f"teacher: reusing the fine-tuned teacher cached in {teacher_dir}")
-        info = json.loads((teacher_dir / KEY_FILE).read_text())
         return _load(teacher_dir, task).eval(), {"source": source, "dir": str(teacher_dir), "fine_tuned": True, "cached": True,
                                                 "fine_tune": info.get("fine_tune")}
     tokenizer = load_tokenizer(source)

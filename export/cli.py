@@ -1,23 +1,20 @@
-"""`python -m export {tflite,verify,coreml,pipeline} ...`: one entry point for the export stage.
+"""`python -m export {tflite,coreml} ...`: the converters' commands (export/__main__.py adds verify and pipeline).
 
-Each subcommand registers itself with an `add_<name>_parser(subparsers)` that sets `func(args) -> exit code`.
-`tflite` and `verify` live here; the others are listed in SUBCOMMAND_MODULES and registered when their
-module is present. Bad input prints `error: <one line>` and exits 2; a failed parity threshold exits 1.
+Each subcommand registers itself with an `add_<name>_parser(subparsers)` that sets `func(args) -> exit code`;
+the parsers import nothing heavy, so a bad flag fails at once. The floors above (export.verify, export.pipeline)
+register their own commands; this module never imports them. Bad input prints `error: <one line>`, exit 2.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
+from distill.cli_args import add_data_argument
 from distill.errors import UserError
 from export.quantize import TFLITE_PRECISIONS
 from mobile_app.runtime.bundle import BundleError
-
-# (module, registration function) of subcommands written elsewhere, in help order.
-SUBCOMMAND_MODULES = (("export.coreml", "add_coreml_parser"), ("export.pipeline.cli", "add_pipeline_parser"))
+from mobile_app.runtime.contract import COREML_VARIANTS
 
 
 def run_tflite(args: argparse.Namespace) -> int:
@@ -33,74 +30,70 @@ def run_tflite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_student_and_bundle(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("student_dir", type=Path, help="student model folder (config.json, safetensors, tokenizer)")
+    parser.add_argument("--out", required=True, type=Path, help="task bundle folder to create or update")
+    parser.add_argument("--task", help="task name (default: from the student's distill_report.json)")
+    parser.add_argument("--buckets", nargs="+", type=int, metavar="N", help="sequence-length buckets (default: the task's)")
+
+
 def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("tflite", help="convert a student to .tflite files (one per precision) in its task bundle")
-    parser.add_argument("student_dir", type=Path, help="student model folder (safetensors, config, vocab)")
-    parser.add_argument("--out", required=True, type=Path, help="bundle folder to create or update")
-    parser.add_argument("--precisions", nargs="+", default=list(TFLITE_PRECISIONS), metavar="P", help=f"any of {' '.join(TFLITE_PRECISIONS)} (default: all)")
-    parser.add_argument("--task", help="task name (default: from the student's distill_report.json)")
-    parser.add_argument("--data-dir", type=Path, help="data folder; int8-static calibrates on its train split (default $TINYBERT_DATA_DIR)")
-    parser.add_argument("--buckets", nargs="+", type=int, metavar="N", help="sequence-length buckets (default: the task's)")
+    _add_student_and_bundle(parser)
+    parser.add_argument("--precisions", nargs="+", default=list(TFLITE_PRECISIONS), metavar="P",
+                        help=f"any of {' '.join(TFLITE_PRECISIONS)} (default: all)")
+    add_data_argument(parser)
     parser.add_argument("--calibration-examples", type=int, default=256, metavar="N", help="train examples for int8-static (default 256)")
     parser.set_defaults(func=run_tflite)
     return parser
 
 
-def threshold_overrides(flags: list[str]) -> dict:
-    from export.verify.parity import parse_threshold_flag
+def run_coreml(args: argparse.Namespace) -> int:
+    from export.coreml import export_coreml
 
-    overrides: dict[str, dict] = {}
-    for flag in flags or []:
-        kind, name, value = parse_threshold_flag(flag)
-        overrides.setdefault(kind, {})[name] = value
-    return overrides
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    from export.verify.report import parity_rows
-    from export.verify.check import PARITY_MD, verify_bundle
-
-    report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
-                           thresholds=threshold_overrides(args.threshold))
-    rows = parity_rows(report)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-    print(f"report: {Path(args.bundle_dir) / PARITY_MD}")
-    for failure in report["failures"]:
-        print(f"parity FAILED: {failure}", file=sys.stderr)
-    return 0 if report["passed"] else 1
+    manifest = export_coreml(args.student_dir, args.out, variants=args.variants, task=args.task, buckets=args.buckets, flexible=args.flexible)
+    print(f"{'file':<32} {'precision':<11} {'size MB':>8} {'convert s':>9}")
+    for a in (a for a in manifest["artifacts"] if a["format"] == "coreml"):
+        print(f"{a['file']:<32} {a['precision']:<11} {a['size_bytes'] / 1e6:>8.2f} {a['conversion_seconds']:>9.1f}")
+    print(f"bundle: {args.out}")
+    return 0
 
 
-def add_verify_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("verify", help="prove each bundle artifact answers like the PyTorch student on real eval data")
-    parser.add_argument("bundle_dir", type=Path)
-    parser.add_argument("--data-dir", type=Path, help="data folder (default $TINYBERT_DATA_DIR)")
-    parser.add_argument("--student", type=Path, help="the PyTorch student (default: the folder recorded in bundle.json)")
-    parser.add_argument("--max-examples", type=int, metavar="N", help="first N eval examples (default: all of the eval split)")
-    parser.add_argument("--threshold", action="append", metavar="[KIND.]FIELD=VALUE",
-                        help="override a parity threshold, e.g. tflite/fp16.max_abs_diff=2e-2 or min_agreement=99.5 (all kinds); "
-                             "fields: max_abs_diff, min_agreement (percent), max_metric_gap (points); VALUE 'none' turns a check off")
-    parser.set_defaults(func=run_verify)
+def add_coreml_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("coreml", help="convert a student to Core ML (.mlpackage) variants in its task bundle",
+                                   description="Core ML export: the student as ML Program (.mlpackage) variants in the task bundle.")
+    _add_student_and_bundle(parser)
+    parser.add_argument("--variants", nargs="+", default=["fp16"], choices=COREML_VARIANTS, help="precisions to build (default: fp16)")
+    parser.add_argument("--range", dest="flexible", action="store_const", const="range", default="enumerated",
+                        help="flexible length as a range up to the longest bucket (iOS 16) instead of enumerated buckets (iOS 18)")
+    parser.set_defaults(func=run_coreml)
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m export", description="Export a TinyBERT student to phone formats and prove parity.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_export_commands(subparsers) -> None:
+    """tflite and coreml: the converters."""
     add_tflite_parser(subparsers)
-    add_verify_parser(subparsers)
-    for module_name, function in SUBCOMMAND_MODULES:
-        if importlib.util.find_spec(module_name) is not None:
-            getattr(importlib.import_module(module_name), function)(subparsers)
-    return parser
+    add_coreml_parser(subparsers)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
+    """A parsed command's handler; a mistake the user can fix is one `error:` line and exit code 2."""
     try:
         return args.func(args)
     except (UserError, BundleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def build_parser(extra=()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export", description="Export a TinyBERT student to phone formats and prove parity.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_export_commands(subparsers)
+    for register in extra:
+        register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None, extra=()) -> int:
+    """`python -m export`: these commands plus `extra` registrations (verify, pipeline)."""
+    return run_command(build_parser(extra).parse_args(argv))

@@ -9,7 +9,6 @@ QA models return `start_logits` and `end_logits`.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from export.student import check_buckets, check_labels, check_vocab_size, resolv
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.contract import COREML_LABEL_OUTPUT as LABEL_OUTPUT
 from mobile_app.runtime.contract import COREML_PROBABILITIES_OUTPUT as PROBABILITIES_OUTPUT
-from mobile_app.runtime.contract import INPUT_NAMES, OUTPUT_NAMES
+from mobile_app.runtime.contract import COREML_VARIANTS, INPUT_NAMES, OUTPUT_NAMES
 
-COREML_VARIANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
 FLEXIBLE_MODES = ("enumerated", "range")
 # Weights with fewer elements stay fp16 (LayerNorm, biases); low enough that tiny test models still get compressed.
 COMPRESS_MIN_ELEMENTS = 512
@@ -180,28 +178,3 @@ def export_coreml(student_dir, bundle_dir, variants=("fp16",), task: str | None 
             seconds = base_seconds + time.perf_counter() - started
             upsert_artifact(manifest, _entry(name, variant, flexible, wrapper.head, spec.labels, buckets, stage / name, seconds))
     return manifest
-
-
-def add_coreml_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `coreml STUDENT_DIR --out BUNDLE_DIR [...]`; the handler is in `set_defaults(func=...)`."""
-    parser = subparsers.add_parser("coreml", help="convert a student to Core ML (.mlpackage) variants in its task bundle",
-                                   description=__doc__.splitlines()[0])
-    parser.add_argument("student_dir", type=Path, help="student folder (config.json + safetensors + tokenizer)")
-    parser.add_argument("--out", type=Path, required=True, help="task bundle folder to create or update")
-    parser.add_argument("--variants", nargs="+", default=["fp16"], choices=COREML_VARIANTS, help="precisions to build (default: fp16)")
-    parser.add_argument("--task", default=None, help="task name; default: the student's distill_report.json")
-    parser.add_argument("--buckets", nargs="+", type=int, default=None, help="sequence lengths (default: the task's)")
-    parser.add_argument("--range", dest="flexible", action="store_const", const="range", default="enumerated",
-                        help="flexible length as a range up to the longest bucket (iOS 16) instead of enumerated buckets (iOS 18)")
-    parser.set_defaults(func=run_coreml_command)
-    return parser
-
-
-def run_coreml_command(args: argparse.Namespace) -> int:
-    manifest = export_coreml(args.student_dir, args.out, variants=args.variants, task=args.task, buckets=args.buckets, flexible=args.flexible)
-    rows = [a for a in manifest["artifacts"] if a["format"] == "coreml"]
-    print(f"{'file':<32} {'precision':<11} {'size MB':>8} {'convert s':>9}")
-    for a in rows:
-        print(f"{a['file']:<32} {a['precision']:<11} {a['size_bytes'] / 1e6:>8.2f} {a['conversion_seconds']:>9.1f}")
-    print(f"bundle: {args.out}")
-    return 0

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from distill.errors import UserError
-from export.cli import main
+from export.__main__ import main
 from export.coreml import COMPRESS_MIN_ELEMENTS, convert_wrapper, export_coreml
 from export.verify.coreml_eval import CoreMLEvaluatorBackend, MilProgramEvaluator
 from export.wrapper import ExportableBert, load_student

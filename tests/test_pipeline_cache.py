@@ -121,15 +121,21 @@ def test_file_hashes_of_real_data(data_dir):
     assert hashes["train"] == "absent"
 
 
-def test_force_forgets_the_task_records_and_its_distillation_folder(tmp_path, data_dir):
+def test_force_forgets_the_task_records_and_hands_force_to_the_distill_caches(tmp_path, data_dir):
     from export.pipeline.run import forget_task
     from export.pipeline.config import PipelineConfig
+    from distill.outputs import cached_record
 
     cfg = PipelineConfig(data_dir=data_dir, run_dir=tmp_path / "run", bundles_dir=tmp_path / "bundles", force=True)
     cache = StageCache(cfg.run_dir)
     for task in ("spam", "qa"):
         cache.complete(task, "distill", inputs(stage="distill"), {}, 1.0)
         (cfg.run_dir / task / "teacher").mkdir(parents=True)
+        (cfg.run_dir / task / "teacher" / "teacher_key.json").write_text(json.dumps({"key": "k"}))
     forget_task(cfg, cache, "spam")
-    assert not cache.path("spam", "distill").exists() and not (cfg.run_dir / "spam").exists()
-    assert cache.path("qa", "distill").exists() and (cfg.run_dir / "qa" / "teacher").is_dir()
+    assert not cache.path("spam", "distill").exists() and cache.path("qa", "distill").exists()
+    # nothing of the user's is deleted: the distill stages are told to redo their work instead
+    teacher = cfg.run_dir / "spam" / "teacher"
+    assert cached_record(teacher, "teacher_key.json", "k") == {"key": "k"}
+    assert cached_record(teacher, "teacher_key.json", "k", force=True) is None
+    assert cached_record(teacher, "teacher_key.json", "other") is None

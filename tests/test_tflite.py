@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.cli import main
+from export.__main__ import main
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import BundleError, load_manifest, sha256_path
 from tests.conftest import TINY_BUCKETS, TINY_QA_BUCKETS

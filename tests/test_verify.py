@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from distill.errors import UserError
-from export.cli import main
+from export.__main__ import main
 from export.verify.parity import QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
 
 

@@ -196,13 +196,9 @@ def task_summary(task: str, student_dir: Path, bundle_dir: Path, outcomes: dict[
 
 
 def forget_task(cfg: PipelineConfig, cache: StageCache, task: str) -> None:
-    """--force: drop the task's stage records and its distillation folder (fine-tuned teacher, general and
-    task students), whose own caches would otherwise skip the work."""
-    import shutil
-
+    """--force: drop the task's stage records; the distill stages redo their work too (force reaches their caches)."""
     for stage in STAGE_CODE:
         cache.path(task, stage).unlink(missing_ok=True)
-    shutil.rmtree(Path(cfg.run_dir) / task, ignore_errors=True)
 
 
 def run_pipeline(cfg: PipelineConfig, stages: StageFunctions | None = None) -> dict:

@@ -19,7 +19,8 @@ def distill_student(task: str, cfg: PipelineConfig) -> Path:
 
     return Path(run_task(task, cfg.data_dir, Path(cfg.run_dir) / task, preset=cfg.preset, teacher=cfg.teacher,
                          student=cfg.student, seed=cfg.seed, max_train_examples=cfg.max_train_examples,
-                         max_eval_examples=cfg.max_eval_examples, overrides=cfg.distill_overrides, init=cfg.init))
+                         max_eval_examples=cfg.max_eval_examples, overrides=cfg.distill_overrides, init=cfg.init,
+                         force=cfg.force))
 
 
 def export_tflite_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:

@@ -40,6 +40,9 @@ MANIFEST_FIELDS = ("format", "format_version", "task", "head", "labels", "bucket
 # Fields of one artifact entry in `artifacts`.
 ARTIFACT_FIELDS = ("file", "format", "precision", "inputs", "outputs", "size_bytes")
 
+# Core ML variants: compute precision, or weights compressed from the fp16 program.
+COREML_VARIANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
+
 # The artifact the app opens when the user picks none.
 DEFAULT_PRECISION = "int8-dynamic"
 

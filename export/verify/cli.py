@@ -1,0 +1,53 @@
+"""`python -m export verify BUNDLE`: the parity check's command and the --threshold flag the pipeline shares."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from distill.cli_args import add_data_argument
+
+
+def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", action="append", metavar="[KIND.]FIELD=VALUE",
+                        help="override a parity threshold, e.g. tflite/fp16.max_abs_diff=2e-2 or min_agreement=99.5 (all kinds); "
+                             "fields: max_abs_diff, min_agreement (percent), max_metric_gap (points); VALUE 'none' turns a check off")
+
+
+def threshold_overrides(flags: list[str] | None) -> dict:
+    """{kind: {field: value}} from repeated --threshold flags."""
+    from export.verify.parity import parse_threshold_flag
+
+    overrides: dict[str, dict] = {}
+    for flag in flags or []:
+        kind, name, value = parse_threshold_flag(flag)
+        overrides.setdefault(kind, {})[name] = value
+    return overrides
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from export.verify.check import PARITY_MD, verify_bundle
+    from export.verify.report import parity_rows
+
+    report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
+                           thresholds=threshold_overrides(args.threshold))
+    rows = parity_rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    print(f"report: {Path(args.bundle_dir) / PARITY_MD}")
+    for failure in report["failures"]:
+        print(f"parity FAILED: {failure}", file=sys.stderr)
+    return 0 if report["passed"] else 1
+
+
+def add_verify_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("verify", help="prove each bundle artifact answers like the PyTorch student on real eval data")
+    parser.add_argument("bundle_dir", type=Path)
+    add_data_argument(parser)
+    parser.add_argument("--student", type=Path, help="the PyTorch student (default: the folder recorded in bundle.json)")
+    parser.add_argument("--max-examples", type=int, metavar="N", help="first N eval examples (default: all of the eval split)")
+    add_threshold_argument(parser)
+    parser.set_defaults(func=run_verify)
+    return parser
