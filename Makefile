@@ -7,9 +7,9 @@ STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test clean
+.PHONY: setup runtimes demo test clean clean-runtimes
 
-setup: $(STAMP)
+setup: $(STAMP) runtimes
 
 # Idempotent: re-runs only when the dependency list changes. The CPU torch wheel goes in first so
 # that nothing later resolves torch to a multi-GB CUDA build.
@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml Makefile
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: chromium not installed; HTML report screenshots are skipped"; fi
 	touch $(STAMP)
 
+# The TFLite interpreters `python -m export verify` runs every .tflite through (export/verify/runtimes.py), each in
+# its own environment beside .venv. Idempotent (each environment keeps a stamp of its pins). A runtime this machine
+# cannot get (no Python 3.10, no wheel) is one line and stays 'not installed'; under CI=true it fails the setup.
+runtimes: $(STAMP)
+	@$(BIN)/python -m export.verify.runtimes install
+
 demo: setup
 	$(BIN)/python -m export pipeline --data-dir $(DATA_DIR) --out runs/demo --bundles bundles
 
@@ -33,3 +39,6 @@ test: setup
 
 clean:
 	rm -rf runs bundles reports .pytest_cache
+
+clean-runtimes:
+	rm -rf .venv-tflite214 .venv-tflite213 .venv-tf28 .venv-*.log

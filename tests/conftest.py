@@ -82,3 +82,17 @@ def hf():
     from tests.tiny_models import teacher_base_dir
 
     return BertTokenizerFast(vocab=str(teacher_base_dir() / "vocab.txt"), do_lower_case=True)
+
+
+def side_runtime(name: str):
+    """The installed runtime `name` (export/verify/runtimes.py); skips when `make setup` could not install it here,
+    fails under CI=true, where every runtime must be installed."""
+    from export.verify.runtimes import get_runtime, is_installed
+
+    runtime = get_runtime(name)
+    if not is_installed(runtime):
+        message = f"runtime {name} ({runtime.label}) is not installed in {runtime.env_dir()}; run `make setup`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI installs every runtime)")
+        pytest.skip(message)
+    return runtime

@@ -11,12 +11,14 @@ from distill.errors import UserError
 from export.__main__ import main
 from export.verify.parity import QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
 
+MAIN_RUNTIME = "ai-edge-litert-2.3"  # the main environment's interpreter; the matrix is tests/test_runtime_matrix.py
+
 
 @pytest.fixture(scope="module")
 def verified_bundle(tiny_tflite_bundle, data_dir, tmp_path_factory):
     """A copy of the tiny sentiment bundle after one `python -m export verify` run on 80 SST-2 dev examples."""
     bundle = shutil.copytree(tiny_tflite_bundle, tmp_path_factory.mktemp("verify") / "sentiment")
-    code = main(["verify", str(bundle), "--data-dir", str(data_dir), "--max-examples", "80"])
+    code = main(["verify", str(bundle), "--data-dir", str(data_dir), "--max-examples", "80", "--runtimes", MAIN_RUNTIME])
     return bundle, code
 
 
@@ -30,24 +32,27 @@ def test_verify_passes_on_a_good_bundle_and_writes_its_report(verified_bundle, c
     assert rows["fp32"]["max_abs_diff"] <= 1e-4 and rows["fp32"]["agreement"] == 100.0
     assert rows["fp32"]["metric"] == pytest.approx(report["reference"]["metric"])
     for row in rows.values():
-        assert row["compared"] == "logits" and row["examples"] == 80 and len(report["diffs"][row["name"]]) == 80
+        assert row["compared"] == "logits" and row["examples"] == 80 and len(report["diffs"][f"{row['name']} @ {MAIN_RUNTIME}"]) == 80
+        assert row["runtime"] == MAIN_RUNTIME and row["interpreter"].startswith("ai_edge_litert 2.3.0")
         assert 0 <= row["mean_abs_diff"] <= row["max_abs_diff"]
     markdown = (bundle / "parity.md").read_text()
     assert "sentiment_int8-static.tflite" in markdown and "PASS" in markdown
     assert (bundle / "parity_diffs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((bundle / "bundle.json").read_text())
-    assert manifest["parity"]["passed"] and set(manifest["parity"]["artifacts"]) == {r["name"] for r in rows.values()}
+    assert manifest["parity"]["passed"] and manifest["parity"]["report"] == "parity.json"
+    for entry in manifest["artifacts"]:
+        assert [(v["runtime"], v["passed"], v["status"]) for v in entry["verified_on"]] == [(MAIN_RUNTIME, True, "checked")]
 
 
 def test_a_failing_threshold_exits_1_and_names_artifact_and_example(verified_bundle, data_dir, capsys):
     bundle, _ = verified_bundle
     capsys.readouterr()
     code = main(["verify", str(bundle), "--data-dir", str(data_dir), "--max-examples", "40",
-                 "--threshold", "tflite/int8-dynamic.max_abs_diff=1e-9"])
+                 "--threshold", "tflite/int8-dynamic.max_abs_diff=1e-9", "--runtimes", MAIN_RUNTIME])
     assert code == 1
     failed_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("parity FAILED")]
     assert len(failed_lines) == 1
-    assert failed_lines[0].startswith("parity FAILED: sentiment_int8-dynamic.tflite: max abs diff of logits")
+    assert failed_lines[0].startswith(f"parity FAILED: sentiment_int8-dynamic.tflite on {MAIN_RUNTIME}: max abs diff of logits")
     assert "at example #" in failed_lines[0] and "(id " in failed_lines[0]
     report = json.loads((bundle / "parity.json").read_text())
     assert not report["passed"]
@@ -101,7 +106,7 @@ def test_qa_bundle_verifies_answer_spans_on_squad(tiny_qa_tflite_bundle, data_di
     from export.verify.check import verify_bundle
 
     bundle = shutil.copytree(tiny_qa_tflite_bundle, tmp_path / "qa")
-    report = verify_bundle(bundle, data_dir=data_dir, max_examples=12, progress=False)
+    report = verify_bundle(bundle, data_dir=data_dir, max_examples=12, progress=False, runtimes=[MAIN_RUNTIME])
     rows = {row["precision"]: row for row in report["artifacts"]}
     assert rows["fp32"]["compared"] == "start_logits/end_logits"
     assert rows["fp32"]["max_abs_diff"] <= 1e-4 and rows["fp32"]["agreement"] == 100.0

@@ -1,13 +1,20 @@
 """`python -m export verify`: every artifact of a bundle against the PyTorch student on the task's real eval split.
 
-Raw text goes through the on-device tokenizer and QA windowing (export/model_inputs.py), each model through
-its runner (export/verify/runners.py), the comparison through export/verify/parity.py. The result lands in the bundle
-as parity.json / parity.md / parity_diffs.png and a summary in bundle.json. parity.json layout:
+Raw text goes through the on-device code (mobile_app.runtime.prediction: tokenizer, QA windows, padding, span
+search). Each TFLite artifact runs on each selected runtime (export/verify/matrix.py: one interpreter release per
+environment, from export/verify/runtimes.py), Core ML artifacts through their runner here (export/verify/runners.py);
+the comparison is export/verify/parity.py's, with the same thresholds on every runtime. The result lands in the
+bundle as parity.json / parity.md / parity_diffs.png and, per artifact entry of bundle.json, `verified_on`.
+parity.json layout:
   {"task", "head", "metric_name", "examples", "student", "reference": {"metric"}, "passed", "failures": [...],
-   "artifacts": [{"name", "file", "format", "precision", "size_bytes", "kind", "compared", "examples",
-                  "max_abs_diff", "mean_abs_diff", "agreement", "metric", "metric_gap", "threshold",
-                  "worst_example", "first_disagreement", "passed", "failures"}],
-   "diffs": {name: [per-example max abs diff]}}
+   "runtimes": [{"name", "package", "version", "module", "environment", "installed"}],
+   "artifacts": [one row per artifact and runtime: {"name", "file", "format", "precision", "size_bytes", "kind",
+                 "runtime", "runtime_label", "status", "reason", "interpreter", "latency_ms": {"median", "p90", "examples"},
+                 "compared", "examples", "max_abs_diff", "mean_abs_diff", "agreement", "metric", "metric_gap", "threshold",
+                 "worst_example", "first_disagreement", "passed", "failures"}],
+   "diffs": {"<file> @ <runtime>": [per-example max abs diff]}}
+A row's status: "checked" (thresholds decide `passed`), "does not load" or "fails" (failed), "not installed"
+(passed null: neither passes nor fails the bundle).
 """
 from __future__ import annotations
 
@@ -16,17 +23,20 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from distill.errors import UserError
 from distill.metrics import accuracy, squad_scores
 from distill.tasks import get_task
-from export.model_inputs import encode_classification, encoded_fields, qa_windows
+from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, NOT_INSTALLED, check_runtime_result, latency_summary,
+                                  interpreter_label, run_worker, runtime_mismatch, select_runtimes, unchecked_row)
 from export.verify.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
-from export.verify.runners import TorchRunner, artifact_kind, artifact_label, artifact_runner
+from export.verify.runners import TorchRunner, artifact_kind, artifact_label, artifact_runner, runner_runtime
+from export.verify.runtimes import is_installed
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
+from mobile_app.runtime.contract import VERIFIED_ON
+from mobile_app.runtime.prediction import example_inputs, example_prediction, input_fields
 
 PARITY_JSON, PARITY_MD, PARITY_PNG = "parity.json", "parity.md", "parity_diffs.png"
 SNIPPET_CHARS = 80
@@ -35,31 +45,6 @@ SNIPPET_CHARS = 80
 def _snippet(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
-
-
-def _encodings(spec, tokenizer, settings: dict, example: dict) -> list:
-    if spec.is_qa:
-        return qa_windows(tokenizer, example, settings)
-    return [encode_classification(tokenizer, example["text"], settings["max_seq_length"])]
-
-
-def _prediction(spec, manifest: dict, example: dict, windows: list, outputs: list[dict]):
-    """Top-1 label index (classification) or the answer span [start_char, end_char, text] (QA)."""
-    if not spec.is_qa:
-        from mobile_app.runtime.classify import classify, from_probabilities
-
-        if "logits" in outputs[0]:
-            return classify(outputs[0]["logits"], manifest["labels"]).index
-        probabilities = outputs[0]["probabilities"]
-        if isinstance(probabilities, dict):
-            probabilities = [probabilities[label] for label in manifest["labels"]]
-        return from_probabilities(probabilities, manifest["labels"]).index
-    from mobile_app.runtime.qa import best_span
-
-    answer = best_span(windows, [np.asarray(o["start_logits"]).reshape(-1) for o in outputs],
-                       [np.asarray(o["end_logits"]).reshape(-1) for o in outputs], example["context"],
-                       max_answer_length=manifest["tokenizer"].get("max_answer_length", spec.max_answer_length))
-    return [answer.start_char, answer.end_char, answer.text]
 
 
 def _metric(spec, examples: list[dict], predictions: list) -> float:
@@ -72,9 +57,11 @@ def _metric(spec, examples: list[dict], predictions: list) -> float:
 
 def _merged_pairs(head: str, reference: list[dict], candidate: list[dict], windows: list, labels) -> dict:
     """Compared arrays of all windows of one example, concatenated per quantity."""
+    import numpy as np
+
     merged: dict[str, tuple[list, list]] = {}
     for ref, got, window in zip(reference, candidate, windows):
-        for name, (a, b) in compared_outputs(head, ref, got, len(encoded_fields(window)[0]), labels).items():
+        for name, (a, b) in compared_outputs(head, ref, got, len(input_fields(window)[0]), labels).items():
             merged.setdefault(name, ([], []))
             merged[name][0].append(a)
             merged[name][1].append(b)
@@ -97,11 +84,72 @@ def _per_example(windows: list[list], flat: list[dict]) -> list[list[dict]]:
     return grouped
 
 
+class _Evaluation:
+    """The eval examples, their on-device encodings and the PyTorch reference: what every artifact row is tallied against."""
+
+    def __init__(self, spec, manifest: dict, examples: list[dict], windows: list[list], reference_outputs: list, table: dict):
+        self.spec, self.manifest, self.examples, self.windows, self.table = spec, manifest, examples, windows, table
+        self.reference_outputs = reference_outputs
+        self.reference_predictions = [example_prediction(manifest, ex, w, out) for ex, w, out in zip(examples, windows, reference_outputs)]
+        self.reference_metric = _metric(spec, examples, self.reference_predictions)
+
+    def tally(self, entry: dict, outputs: list[list[dict]], predictions: list, runtime: str | None) -> tuple[ArtifactParity, dict]:
+        kind = artifact_kind(entry)
+        tally = ArtifactParity(artifact_label(entry), kind, self.table.get(kind, FALLBACK_THRESHOLD), runtime=runtime)
+        for index, (example, example_windows) in enumerate(zip(self.examples, self.windows)):
+            described = {"index": index, "id": example.get("id", index), "text": _snippet(example.get("question") or example.get("text", ""))}
+            tally.add(described, _merged_pairs(self.spec.head, self.reference_outputs[index], outputs[index], example_windows, self.manifest["labels"]),
+                      self.reference_predictions[index], predictions[index])
+        tally.metric = _metric(self.spec, self.examples, tally.predictions)
+        return tally, tally.summary(self.reference_metric, self.spec.metric)
+
+
+def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime) -> tuple[dict, list | None]:
+    """One TFLite artifact on one runtime: its parity row (and per-example diffs), or the reason it has none."""
+    if not is_installed(runtime):
+        return unchecked_row(entry, runtime, NOT_INSTALLED, f"no environment {runtime.env_dir()}; run `make setup`"), None
+    result = run_worker(runtime, bundle_dir, entry["file"], evaluation.examples)
+    found = result.get("interpreter")
+    mismatch = runtime_mismatch(runtime, found)
+    if mismatch:
+        return unchecked_row(entry, runtime, FAILS, mismatch, found), None
+    if not result["loaded"]:
+        return unchecked_row(entry, runtime, DOES_NOT_LOAD, result["error"], found), None
+    if result["failed_at"] is not None:
+        return unchecked_row(entry, runtime, FAILS, f"example #{result['failed_at']}: {result['error']}", found), None
+    manifest, examples, windows = evaluation.manifest, evaluation.examples, evaluation.windows
+    problems, predictions = check_runtime_result(result, windows, lambda i, outs: example_prediction(manifest, examples[i], windows[i], outs))
+    tally, row = evaluation.tally(entry, [got["outputs"] for got in result["examples"]], predictions, runtime.name)
+    row["failures"] += [f"{tally.label}: {problem}" for problem in problems]
+    row.update(runtime=runtime.name, runtime_label=runtime.label, status=CHECKED, reason=None, interpreter=interpreter_label(found),
+               latency_ms=latency_summary([got["latency_ms"] for got in result["examples"]]), passed=not row["failures"])
+    return row, tally.diffs
+
+
+def _inprocess_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, feeds: list, progress: bool) -> tuple[dict, list]:
+    """A Core ML artifact through its runner in this process (the MIL evaluator on Linux, Core ML on macOS)."""
+    runner = artifact_runner(bundle_dir, entry)
+    outputs = _per_example(evaluation.windows, _run_all(runner, feeds, entry["file"], progress))
+    predictions = [example_prediction(evaluation.manifest, ex, w, out) for ex, w, out in zip(evaluation.examples, evaluation.windows, outputs)]
+    tally, row = evaluation.tally(entry, outputs, predictions, None)
+    label = runner_runtime(runner)
+    row.update(runtime=label, runtime_label=label, status=CHECKED, reason=None, interpreter=label, latency_ms=None)
+    return row, tally.diffs
+
+
+def diff_key(row: dict) -> str:
+    """The key of a row's per-example differences in parity.json's "diffs"."""
+    return f"{row['name']} @ {row['runtime']}"
+
+
 def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, student_dir: str | Path | None = None,
-                  max_examples: int | None = None, thresholds: dict | None = None, progress: bool = True) -> dict:
-    """Run the parity check, write parity.json/.md/.png into the bundle, and return the parity report."""
+                  max_examples: int | None = None, thresholds: dict | None = None, progress: bool = True,
+                  runtimes: list[str] | None = None) -> dict:
+    """Run the parity check on `runtimes` (names; default every installed one), write parity.json/.md/.png into the
+    bundle and `verified_on` into bundle.json, and return the parity report."""
     from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
+    selected = select_runtimes(runtimes)
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
     entries = artifacts(manifest)
@@ -116,34 +164,28 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
         raise UserError(f"{student_dir} is a {model.head} model but {bundle_dir} is a {manifest['head']} bundle; pass the student it was exported from")
     table = thresholds_with(thresholds, head=manifest["head"])
     tokenizer = WordPieceTokenizer.from_manifest(bundle_dir, manifest)
-    settings = manifest["tokenizer"]
     examples = spec.load(data_dir)["eval"][:max_examples]
     reference = TorchRunner(model, manifest["buckets"], tokenizer.pad_id)
-    runners = [artifact_runner(bundle_dir, entry) for entry in entries]
-    tallies = [ArtifactParity(artifact_label(e), artifact_kind(e), table.get(artifact_kind(e), FALLBACK_THRESHOLD)) for e in entries]
     started = time.perf_counter()
-    windows = [_encodings(spec, tokenizer, settings, ex) for ex in tqdm(examples, desc=f"encode {spec.name}", unit="ex", disable=not progress)]
-    feeds = [encoded_fields(w) for example_windows in windows for w in example_windows]
-    reference_outputs = _per_example(windows, _run_all(reference, feeds, "pytorch student", progress))
-    reference_predictions = [_prediction(spec, manifest, ex, w, out) for ex, w, out in zip(examples, windows, reference_outputs)]
-    for tally, runner in zip(tallies, runners):
-        outputs = _per_example(windows, _run_all(runner, feeds, tally.name, progress))
-        for index, (example, example_windows) in enumerate(zip(examples, windows)):
-            described = {"index": index, "id": example.get("id", index), "text": _snippet(example.get("question") or example.get("text", ""))}
-            tally.add(described, _merged_pairs(spec.head, reference_outputs[index], outputs[index], example_windows, manifest["labels"]),
-                      reference_predictions[index], _prediction(spec, manifest, example, example_windows, outputs[index]))
-    reference_metric = _metric(spec, examples, reference_predictions)
-    rows = []
-    for entry, tally in zip(entries, tallies):
-        tally.metric = _metric(spec, examples, tally.predictions)
-        row = tally.summary(reference_metric, spec.metric)
-        row.update(file=entry["file"], format=entry["format"], precision=entry.get("precision"), size_bytes=entry.get("size_bytes"))
+    windows = [example_inputs(tokenizer, manifest, ex) for ex in tqdm(examples, desc=f"encode {spec.name}", unit="ex", disable=not progress)]
+    feeds = [input_fields(w) for example_windows in windows for w in example_windows]
+    evaluation = _Evaluation(spec, manifest, examples, windows, _per_example(windows, _run_all(reference, feeds, "pytorch student", progress)), table)
+    jobs = [(entry, runtime) for entry in entries for runtime in (selected if entry.get("format") == "tflite" else [None])]
+    rows, diffs = [], {}
+    for entry, runtime in tqdm(jobs, desc="artifacts x runtimes", unit="run", disable=not progress):
+        row, diff = (_runtime_row(evaluation, bundle_dir, entry, runtime) if runtime is not None
+                     else _inprocess_row(evaluation, bundle_dir, entry, feeds, progress))
+        row.update(file=entry["file"], format=entry["format"], precision=entry.get("precision"), size_bytes=entry.get("size_bytes"),
+                   kind=artifact_kind(entry))
         rows.append(row)
+        if diff is not None:
+            diffs[diff_key(row)] = diff
     report = {"task": spec.name, "head": spec.head, "metric_name": spec.metric, "examples": len(examples),
               "split": "eval", "student": str(student_dir), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "seconds": round(time.perf_counter() - started, 2), "reference": {"metric": reference_metric},
-              "artifacts": rows, "failures": [f for row in rows for f in row["failures"]],
-              "diffs": {t.name: t.diffs for t in tallies}}
+              "seconds": round(time.perf_counter() - started, 2), "reference": {"metric": evaluation.reference_metric},
+              "runtimes": [{"name": r.name, "package": r.package, "version": r.version, "module": r.module,
+                            "environment": str(r.env_dir() or "main"), "installed": is_installed(r)} for r in selected],
+              "artifacts": rows, "failures": [f for row in rows for f in row["failures"]], "diffs": diffs}
     report["passed"] = not report["failures"]
     write_parity(bundle_dir, report)
     return report
@@ -160,6 +202,12 @@ def _json_safe(value):
     return value
 
 
+def verified_on(report: dict, file: str) -> list[dict]:
+    """bundle.json's record of the runtimes one artifact ran on (not installed ones are left out)."""
+    return [{k: row.get(k) for k in ("runtime", "interpreter", "status", "passed")}
+            for row in report["artifacts"] if row["name"] == file and row["status"] != NOT_INSTALLED]
+
+
 def write_parity(bundle_dir: Path, report: dict) -> None:
     """parity.json, parity.md, the diff plot, and a summary in bundle.json; each file written atomically."""
     from export.verify.report import diff_plot_png, render_markdown
@@ -169,8 +217,8 @@ def write_parity(bundle_dir: Path, report: dict) -> None:
     write_atomic(bundle_dir / PARITY_MD, render_markdown(report, PARITY_PNG))
     write_atomic(bundle_dir / PARITY_JSON, json.dumps(_json_safe(report), indent=2) + "\n")
     manifest = json.loads((bundle_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-    manifest["parity"] = _json_safe({
-        "passed": report["passed"], "examples": report["examples"], "report": PARITY_JSON, "created_at": report["created_at"],
-        "reference_metric": report["reference"]["metric"],
-        "artifacts": {row["name"]: {k: row[k] for k in ("passed", "max_abs_diff", "mean_abs_diff", "agreement", "metric")} for row in report["artifacts"]}})
+    manifest["parity"] = _json_safe({"passed": report["passed"], "examples": report["examples"], "report": PARITY_JSON,
+                                     "created_at": report["created_at"], "reference_metric": report["reference"]["metric"]})
+    for entry in manifest.get("artifacts", []):
+        entry[VERIFIED_ON] = _json_safe(verified_on(report, entry["file"]))
     write_atomic(bundle_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

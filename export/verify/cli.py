@@ -1,4 +1,4 @@
-"""`python -m export verify BUNDLE`: the parity check's command and the --threshold flag the pipeline shares."""
+"""`python -m export verify BUNDLE`: the parity check's command and the --threshold / --runtimes flags the pipeline shares."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,29 @@ def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
                              "fields: max_abs_diff, min_agreement (percent), max_metric_gap (points); VALUE 'none' turns a check off")
 
 
+def add_runtimes_argument(parser: argparse.ArgumentParser) -> None:
+    from export.verify.runtimes import BY_NAME
+
+    parser.add_argument("--runtimes", nargs="+", metavar="NAME",
+                        help=f"TFLite interpreters to run every .tflite through, each in its own environment: {', '.join(BY_NAME)}, "
+                             "or all (default: every one `make setup` installed; a missing one is marked 'not installed')")
+
+
+def check_runtime_names(names: list[str] | None) -> None:
+    """Refuse an unknown --runtimes name before anything heavy is imported."""
+    from distill.errors import UserError
+    from export.verify.runtimes import BY_NAME
+
+    unknown = [name for name in names or [] if name not in BY_NAME and name != "all"]
+    if unknown:
+        raise UserError(f"unknown runtime {', '.join(unknown)}; choose from {', '.join(BY_NAME)} (or all)")
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
 def threshold_overrides(flags: list[str] | None) -> dict:
     """{kind: {field: value}} from repeated --threshold flags."""
     from export.verify.parity import parse_threshold_flag
@@ -26,16 +49,17 @@ def threshold_overrides(flags: list[str] | None) -> dict:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    check_runtime_names(args.runtimes)
     from export.verify.check import PARITY_MD, verify_bundle
-    from export.verify.report import parity_rows
+    from export.verify.report import matrix_rows, parity_rows, runtime_lines
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
-                           thresholds=threshold_overrides(args.threshold))
-    rows = parity_rows(report)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+                           thresholds=threshold_overrides(args.threshold), runtimes=args.runtimes)
     print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    for line in _table(parity_rows(report)) + ["", "artifact x runtime (result, median latency per example):"] + _table(matrix_rows(report)):
+        print(line)
+    for line in runtime_lines(report):
+        print(line)
     print(f"report: {Path(args.bundle_dir) / PARITY_MD}")
     for failure in report["failures"]:
         print(f"parity FAILED: {failure}", file=sys.stderr)
@@ -49,5 +73,6 @@ def add_verify_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--student", type=Path, help="the PyTorch student (default: the folder recorded in bundle.json)")
     parser.add_argument("--max-examples", type=int, metavar="N", help="first N eval examples (default: all of the eval split)")
     add_threshold_argument(parser)
+    add_runtimes_argument(parser)
     parser.set_defaults(func=run_verify)
     return parser

@@ -116,6 +116,12 @@ class ArtifactParity:
     worst: dict | None = None
     first_disagreement: dict | None = None
     metric: float | None = None
+    runtime: str | None = None                                # the interpreter it ran on, named in every failure
+
+    @property
+    def label(self) -> str:
+        """How failures name the row: the artifact, and the runtime when there is one."""
+        return self.name if self.runtime is None else f"{self.name} on {self.runtime}"
 
     def add(self, example: dict, pairs: dict[str, tuple[np.ndarray, np.ndarray]], reference_prediction, prediction) -> None:
         """Record one example: its compared arrays (all windows concatenated) and both predictions."""
@@ -156,14 +162,14 @@ class ArtifactParity:
         t, out = self.threshold, []
         if t.max_abs_diff is not None and not row["max_abs_diff"] <= t.max_abs_diff:
             w = row["worst_example"]
-            out.append(f"{self.name}: max abs diff of {self.compared} {row['max_abs_diff']:.3g} > {t.max_abs_diff:g} "
+            out.append(f"{self.label}: max abs diff of {self.compared} {row['max_abs_diff']:.3g} > {t.max_abs_diff:g} "
                        f"at example #{w['index']} (id {w['id']}: {w['text']!r})")
         if t.min_agreement is not None and row["agreement"] < t.min_agreement:
             d = row["first_disagreement"] or {}
-            out.append(f"{self.name}: agreement {row['agreement']:.2f}% < {t.min_agreement:g}% "
+            out.append(f"{self.label}: agreement {row['agreement']:.2f}% < {t.min_agreement:g}% "
                        f"({self.examples - self.agreements} of {self.examples} differ; first: example #{d.get('index')} "
                        f"(id {d.get('id')}: {d.get('text')!r}) PyTorch {_short(d.get('reference'))} vs artifact {_short(d.get('artifact'))})")
         if t.max_metric_gap is not None and row["metric_gap"] is not None and row["metric_gap"] > t.max_metric_gap:
-            out.append(f"{self.name}: {row['metric_name']} {row['metric']:.2f} is {row['metric_gap']:.2f} points from PyTorch's "
+            out.append(f"{self.label}: {row['metric_name']} {row['metric']:.2f} is {row['metric_gap']:.2f} points from PyTorch's "
                        f"(allowed {t.max_metric_gap:g})")
         return out

@@ -70,3 +70,12 @@ def artifact_label(entry: dict) -> str:
 def artifact_kind(entry: dict) -> str:
     """`format/precision`, the key of the parity threshold table."""
     return f"{entry.get('format')}/{entry.get('precision')}"
+
+
+def runner_runtime(runner) -> str:
+    """How the matrix names the runtime an in-process runner is (Core ML artifacts): Core ML or coremltools' evaluator."""
+    from importlib.metadata import version
+
+    names = {"CoreMLBackend": "core-ml", "CoreMLEvaluatorBackend": "coremltools-evaluator"}
+    name = names.get(type(runner).__name__, type(runner).__name__)
+    return f"{name}-{version('coremltools')}" if name in names.values() else name

@@ -39,6 +39,9 @@ MANIFEST_FIELDS = ("format", "format_version", "task", "head", "labels", "bucket
                    "artifacts", "files")
 # Fields of one artifact entry in `artifacts`.
 ARTIFACT_FIELDS = ("file", "format", "precision", "inputs", "outputs", "size_bytes")
+# Written into each artifact entry by `python -m export verify`: [{"runtime", "interpreter", "status", "passed"}], the
+# TFLite runtimes (export/verify/runtimes.py) or Core ML runner it was checked on.
+VERIFIED_ON = "verified_on"
 
 # Core ML variants: compute precision, or weights compressed from the fp16 program.
 COREML_VARIANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")

@@ -1,0 +1,183 @@
+"""The TFLite interpreters `verify` runs every artifact through, each in its own Python environment.
+
+Phones do not run the desktop LiteRT the export is checked with: python-for-android's recipe builds TFLite 2.8,
+Linux boards ship tflite-runtime wheels, and those need numpy 1.x. Each row of RUNTIMES pins one interpreter,
+the Python it is built on and the folder (under the repo root) of its environment; None is the Python running
+verify. `python -m export.verify.runtimes install` (run by `make setup`) creates the side environments; on a
+user's machine a missing Python or a failed install is one line and the runtime stays "not installed", under
+CI=true it fails the setup. Standard library only: the Makefile runs this before anything else is imported.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROOT_VARIABLE = "TINYBERT_RUNTIMES_DIR"  # where the side environments live (default: the repo root)
+STAMP_NAME = ".tinybert-runtime.json"
+WORKER_MODULE = "export.verify.runtime_worker"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One interpreter release: `package` (distribution) at `version`, imported as `module`."""
+    name: str                  # what --runtimes takes and reports print
+    package: str
+    version: str
+    module: str                # ai_edge_litert / tflite_runtime / tensorflow: what backends.py finds there
+    python: str                # major.minor of the environment's Python
+    env: str | None            # environment folder under the repo root; None: the Python running verify
+    requirements: tuple[str, ...] = ()
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.package} {self.version}"
+
+    def env_dir(self, root: Path | None = None) -> Path | None:
+        return None if self.env is None else (root or runtimes_root()) / self.env
+
+    def python_path(self, root: Path | None = None) -> Path:
+        env = self.env_dir(root)
+        return Path(sys.executable) if env is None else env / "bin" / "python"
+
+
+RUNTIMES: tuple[Runtime, ...] = (
+    Runtime("ai-edge-litert-2.3", "ai-edge-litert", "2.3.0", "ai_edge_litert", "3.11", None,
+            why="the desktop LiteRT of the main environment (pyproject.toml)"),
+    Runtime("tflite-runtime-2.14", "tflite-runtime", "2.14.0", "tflite_runtime", "3.11", ".venv-tflite214",
+            ("tflite-runtime==2.14.0", "numpy==1.24.4"), "the last tflite-runtime wheel; numpy 1.x as kivy-ios ships"),
+    Runtime("tflite-runtime-2.13", "tflite-runtime", "2.13.0", "tflite_runtime", "3.10", ".venv-tflite213",
+            ("tflite-runtime==2.13.0", "numpy==1.24.4"), "tflite-runtime 2.13 has no Python 3.11 wheel"),
+    Runtime("tflite-2.8", "tensorflow-cpu", "2.8.4", "tensorflow", "3.10", ".venv-tf28",
+            ("tensorflow-cpu==2.8.4", "numpy==1.23.5"), "TFLite 2.8 as python-for-android's tflite-runtime recipe builds it"),
+)
+BY_NAME = {runtime.name: runtime for runtime in RUNTIMES}
+
+
+def runtimes_root() -> Path:
+    return Path(os.environ.get(ROOT_VARIABLE) or REPO_ROOT)
+
+
+def get_runtime(name: str) -> Runtime:
+    runtime = BY_NAME.get(name)
+    if runtime is None:
+        raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(BY_NAME)}")
+    return runtime
+
+
+def _stamp(runtime: Runtime) -> dict:
+    return {"runtime": runtime.name, "requirements": list(runtime.requirements)}
+
+
+def is_installed(runtime: Runtime, root: Path | None = None) -> bool:
+    """The main environment always counts; a side environment once `install` finished it for these pins."""
+    env = runtime.env_dir(root)
+    if env is None:
+        return True
+    try:
+        return runtime.python_path(root).is_file() and json.loads((env / STAMP_NAME).read_text(encoding="utf-8")) == _stamp(runtime)
+    except (OSError, ValueError):
+        return False
+
+
+def installed_runtimes(root: Path | None = None) -> list[Runtime]:
+    return [runtime for runtime in RUNTIMES if is_installed(runtime, root)]
+
+
+def worker_env(extra: dict | None = None) -> dict:
+    """Environment of a worker process: the repo's mobile_app and export first on its path, quiet interpreters."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra or {})
+    return env
+
+
+def _version_of(python: str) -> str | None:
+    try:
+        done = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def find_python(version: str) -> str | None:
+    """A Python `version` (e.g. "3.10"): $TINYBERT_PYTHON<digits>, then pyenv's newest patch release, then PATH."""
+    candidates = [os.environ.get("TINYBERT_PYTHON" + version.replace(".", ""), "")]
+    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    candidates += sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python"),
+                         key=lambda p: [int(x) for x in Path(p).parents[1].name.split(".") if x.isdigit()], reverse=True)
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        candidates.append(getattr(sys, "_base_executable", sys.executable))
+    candidates.append(shutil.which(f"python{version}") or "")
+    return next((c for c in candidates if c and _version_of(c) == version), None)
+
+
+def identify(python: str, timeout: float = 300) -> dict:
+    """{"module", "version", "numpy", "python"} of the interpreter a worker finds with `python`."""
+    done = subprocess.run([python, "-m", WORKER_MODULE, "--identify"], capture_output=True, text=True, env=worker_env(), timeout=timeout)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(tail)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def install(runtime: Runtime, root: Path | None = None) -> str:
+    """Create or complete one side environment; returns a one-line status. Raises RuntimeError when it cannot."""
+    env = runtime.env_dir(root)
+    if env is None:
+        found = identify(sys.executable)
+        return f"{found['module']} {found['version']} in this environment"
+    if is_installed(runtime, root):
+        return "already installed"
+    started = time.perf_counter()
+    base = find_python(runtime.python)
+    if base is None:
+        raise RuntimeError(f"no Python {runtime.python} found (pyenv install {runtime.python}, or set "
+                           f"TINYBERT_PYTHON{runtime.python.replace('.', '')}=/path/to/python{runtime.python})")
+    log = env.with_name(env.name + ".log")
+    with open(log, "w", encoding="utf-8") as handle:
+        steps = ([] if (env / "bin" / "python").is_file() else [[base, "-m", "venv", str(env)]])
+        steps.append([str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *runtime.requirements])
+        for step in steps:
+            if subprocess.run(step, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
+                raise RuntimeError(f"`{' '.join(step[-len(runtime.requirements) - 1:] if 'pip' in step else step[1:])}` failed; see {log}")
+    found = identify(str(runtime.python_path(root)))
+    if (found["module"], found["version"]) != (runtime.module, runtime.version):
+        raise RuntimeError(f"{env} runs {found['module']} {found['version']}, not {runtime.module} {runtime.version}; delete it and re-run")
+    (env / STAMP_NAME).write_text(json.dumps(_stamp(runtime)), encoding="utf-8")
+    return f"installed {runtime.label} with numpy {found['numpy']} on Python {found['python']} in {time.perf_counter() - started:.0f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.verify.runtimes", description="The TFLite runtimes verify runs artifacts through.")
+    parser.add_argument("action", choices=("install", "list"))
+    parser.add_argument("--strict", action="store_true", default=os.environ.get("CI", "").lower() == "true",
+                        help="fail when a runtime cannot be installed (default under CI=true)")
+    args = parser.parse_args(argv)
+    missing = []
+    for runtime in RUNTIMES:
+        if args.action == "list":
+            print(f"{runtime.name:<20} {runtime.label:<22} {'installed' if is_installed(runtime) else 'not installed'}")
+            continue
+        try:
+            print(f"runtime {runtime.name}: {install(runtime)}", flush=True)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as error:
+            missing.append(runtime.name)
+            print(f"runtime {runtime.name}: not installed: {error}; verify marks it 'not installed'", flush=True)
+    if missing and args.strict:
+        print(f"error: runtimes {', '.join(missing)} could not be installed and CI needs all of them", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
