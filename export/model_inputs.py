@@ -1,7 +1,8 @@
 """Raw task examples -> the int32 inputs a bucket takes, through the ON-DEVICE tokenizer and QA windowing.
 
-Verification and static-int8 calibration both feed models from here, so the ids checked against PyTorch
-are the ids the phone computes (mobile_app.runtime.tokenizer / classify / qa), padded the way the phone pads.
+Static-int8 calibration feeds models from here and verification from mobile_app.runtime.prediction; both use
+the app's own code, so the ids are the ids the phone computes (mobile_app.runtime.tokenizer / classify / qa),
+padded the way the phone pads.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import random
 import numpy as np
 
 from distill.errors import UserError
+from mobile_app.runtime.prediction import input_fields as encoded_fields  # noqa: F401 (one implementation, the runtime's)
 
 CALIBRATION_SEED = 0
 
@@ -34,12 +36,6 @@ def qa_windows(tokenizer, example: dict, settings: dict, max_seq_length: int | N
     from mobile_app.runtime.qa import bundle_windows
 
     return bundle_windows(tokenizer, example["question"], example["context"], settings, max_seq_length)
-
-
-def encoded_fields(encoding) -> tuple[list[int], list[int], list[int]]:
-    """(input_ids, attention_mask, token_type_ids) of an Encoding, a QAWindow or a dict of lists."""
-    get = encoding.get if isinstance(encoding, dict) else lambda key: getattr(encoding, key)
-    return list(get("input_ids")), list(get("attention_mask")), list(get("token_type_ids"))
 
 
 def calibration_set(spec, tokenizer, settings: dict, train_examples: list[dict], buckets, count: int) -> dict[str, list[dict]]:

@@ -49,7 +49,8 @@ def spam_config(tmp_path_factory, data_dir) -> PipelineConfig:
     return PipelineConfig(data_dir=data_dir, run_dir=root / "run", bundles_dir=root / "bundles", tasks=("spam",),
                           teacher=str(teacher), student=TINY_STUDENT, init="random", precisions=("fp32", "int8-dynamic"),
                           coreml_variants=("fp16",), max_train_examples=160, max_eval_examples=100,
-                          buckets={"spam": (16, 32)}, distill_overrides=TINY_DISTILL, verify_max_examples=100, latency_runs=3)
+                          buckets={"spam": (16, 32)}, distill_overrides=TINY_DISTILL, verify_max_examples=100, latency_runs=3,
+                          verify_runtimes=("ai-edge-litert-2.3",))  # int8-dynamic: old runtimes are the matrix's tests
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,8 @@ def test_pipeline_builds_a_bundle_the_app_runs(spam_config, first_run):
     # The report names every artifact, and the HTML renders in a real browser.
     report = (spam_config.run_dir / "report.md").read_text()
     assert all(name in report for name in names)
+    assert "Artifact x runtime:" in report and "| spam_fp32.tflite | PASS " in report
+    assert all(a["runtimes"] == {"ai-edge-litert-2.3": a["runtimes"]["ai-edge-litert-2.3"]} for a in task["artifacts"] if a["format"] == "tflite")
     if CHROMIUM:
         screenshot(spam_config.run_dir / "report.html", spam_config.run_dir, "pipeline_report.png")
 
@@ -155,6 +158,11 @@ def test_qa_pipeline_builds_a_bundle_that_answers(qa_run):
     (task,) = summary["tasks"]
     assert task["metric_name"] == "f1" and [a["name"] for a in task["artifacts"]] == ["qa_fp32.tflite"]
     assert task["artifacts"][0]["passed"] and task["artifacts"][0]["latency_bucket"] == 128
+    # the default matrix: every installed runtime answers the QA windows (numpy 1.x ones included) as PyTorch does
+    from export.verify.runtimes import installed_runtimes
+
+    runtimes = task["artifacts"][0]["runtimes"]
+    assert list(runtimes) == [r.name for r in installed_runtimes()] and all(cell.startswith("PASS ") for cell in runtimes.values())
     assert "stages" in task and "coreml" not in task["stages"]
     context = "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in France."
     answer, _ = load_task(cfg.bundles_dir / "qa", task="qa").answer("Which region did the Normans name?", context)

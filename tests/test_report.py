@@ -24,12 +24,17 @@ def sample_summary(tmp_path) -> dict:
                 "failures": [] if passed is not False else [f"{name}: agreement 97.10% < 99% (example #12: 'free entry in 2 a wkly comp')"],
                 "latency_ms": latency, "latency_bucket": 128 if latency else None}
 
+    def on_runtimes(row, first, second):  # the parity matrix of a TFLite artifact, its figures from the first runtime
+        return dict(row, runtime="ai-edge-litert-2.3", runtimes={"ai-edge-litert-2.3": first, "tflite-2.8": second})
+
     spam = {"task": "spam", "metric_name": "accuracy", "bundle_dir": str(tmp_path / "bundles" / "spam"),
             "teacher": {"metric": 99.1, "size_bytes": 90_000_000, "params": 22_700_000},
             "student": {"metric": 98.7, "size_bytes": 57_000_000, "params": 14_300_000, "examples": 556}, "retention": 99.6,
             "reference": {"metric": 98.7, "examples": 500},
-            "artifacts": [artifact("model_fp32.tflite", "tflite", "fp32", 57_200_000, 98.7, 3e-6, 100.0, True, 9.5),
-                          artifact("model_int8-dynamic.tflite", "tflite", "int8-dynamic", 14_500_000, 98.5, 0.08, 99.6, True, 4.1),
+            "artifacts": [on_runtimes(artifact("model_fp32.tflite", "tflite", "fp32", 57_200_000, 98.7, 3e-6, 100.0, True, 9.5),
+                                      "PASS 9.10 ms", "PASS 12.40 ms"),
+                          on_runtimes(artifact("model_int8-dynamic.tflite", "tflite", "int8-dynamic", 14_500_000, 98.5, 0.08, 99.6, False, 4.1),
+                                      "PASS 4.00 ms", "does not load"),
                           artifact("model_int8-static.tflite", "tflite", "int8-static", 14_600_000, 96.9, 0.6, 97.1, False, 3.2),
                           artifact("model_fp16.mlpackage", "coreml", "fp16", 28_700_000, 98.7, 4e-3, 100.0, True, None)],
             "diffs": {"model_fp32.tflite": list(rng.exponential(1e-6, 300)),
@@ -51,7 +56,10 @@ def test_markdown_has_a_row_per_model_and_names_the_failure(tmp_path):
     assert "Stages: distill 120 s" in text
     assert "| student (PyTorch), parity examples | 98.70 | 500 |" in text
     assert "| model_int8-static.tflite | 96.90 | 500 | -1.80 | 6.00e-01 |" in text
-    assert "FAIL: model_int8-static.tflite" in text
+    assert "| model_fp32.tflite on ai-edge-litert-2.3 | 98.70 | 500 |" in text
+    assert "| artifact | ai-edge-litert-2.3 | tflite-2.8 |" in text
+    assert "| model_int8-dynamic.tflite | PASS 4.00 ms | does not load |" in text and "| model_int8-static.tflite |  |  |" in text
+    assert "FAIL: model_int8-dynamic.tflite, model_int8-static.tflite" in text
     assert "parity failure: model_int8-static.tflite: agreement 97.10% < 99%" in text
     assert "![spam](report_files/spam.png)" in text
     assert "| qa | f1 | 80.20 | 70.40 | 87.8% |" in text
@@ -72,6 +80,7 @@ def test_html_is_self_contained_and_renders_in_chromium(tmp_path):
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert len(images) == 2 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert (tmp_path / "report_files" / "spam.png").is_file() and md_path.is_file()
+    assert "<h3>artifact x runtime</h3>" in page and "<td class='fail'>does not load</td>" in page and "<td class='pass'>PASS 12.40 ms</td>" in page
     if CHROMIUM is None:
         pytest.skip("chromium not installed; the HTML screenshot needs `apt-get install chromium`")
     shot = screenshot(html_path, tmp_path)

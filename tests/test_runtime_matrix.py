@@ -105,7 +105,21 @@ def test_a_runtime_without_its_environment_is_marked_not_installed(tiny_tflite_b
     assert "not installed" in (bundle / "parity.md").read_text()
 
 
-def test_runtime_names_are_checked_before_anything_runs(tiny_tflite_bundle, data_dir, capsys):
-    assert main(["verify", str(tiny_tflite_bundle), "--data-dir", str(data_dir), "--runtimes", "tflite-9.9"]) == 2
+def test_runtime_names_are_checked_before_anything_runs(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "no-bundle-yet"), "--runtimes", "tflite-9.9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown runtime tflite-9.9; choose from ") and all(r.name in err for r in RUNTIMES)
+
+
+def test_setup_reports_a_runtime_it_cannot_install_in_one_line_and_fails_only_when_strict(tmp_path, monkeypatch, capsys):
+    import export.verify.runtimes as runtimes
+
+    unobtainable = runtimes.Runtime("tflite-0.1", "tflite-runtime", "0.1.0", "tflite_runtime", "2.1", ".venv-nowhere", ("tflite-runtime==0.1.0",))
+    monkeypatch.setattr(runtimes, "RUNTIMES", (unobtainable,))
+    monkeypatch.setenv(runtimes.ROOT_VARIABLE, str(tmp_path))
+    monkeypatch.delenv("CI", raising=False)
+    assert runtimes.main(["install"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("runtime tflite-0.1: not installed: no Python 2.1 found (pyenv install 2.1, or set TINYBERT_PYTHON21=")
+    assert runtimes.main(["install", "--strict"]) == 1
+    assert "could not be installed" in capsys.readouterr().err and not (tmp_path / ".venv-nowhere").exists()

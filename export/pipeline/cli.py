@@ -10,7 +10,7 @@ from pathlib import Path
 
 from distill.cli_args import add_data_argument, add_distill_arguments
 from distill.errors import UserError
-from export.verify.cli import add_threshold_argument, threshold_overrides
+from export.verify.cli import add_runtimes_argument, add_threshold_argument, threshold_overrides
 from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, PipelineConfig
 from export.quantize import TFLITE_PRECISIONS
 from mobile_app.runtime.bundle import BundleError
@@ -32,6 +32,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--verify-max-examples", type=int, default=DEFAULT_VERIFY_EXAMPLES, metavar="N",
                         help=f"parity on the first N eval examples (default {DEFAULT_VERIFY_EXAMPLES}; all when the split is smaller)")
     add_threshold_argument(parser)
+    add_runtimes_argument(parser)
     parser.set_defaults(func=run_from_args)
     return parser
 
@@ -49,7 +50,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           precisions=tuple(args.precisions), coreml_variants=tuple(args.coreml_variants),
                           skip_coreml=args.skip_coreml, force=args.force, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples, verify_max_examples=args.verify_max_examples,
-                          verify_thresholds=threshold_overrides(args.threshold) or None)
+                          verify_thresholds=threshold_overrides(args.threshold) or None,
+                          verify_runtimes=tuple(args.runtimes) if args.runtimes else None)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

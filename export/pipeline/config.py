@@ -48,6 +48,7 @@ class PipelineConfig:
     distill_overrides: dict | None = None                   # passed to distill.api.run_task (tests: epochs, batch size)
     verify_max_examples: int | None = DEFAULT_VERIFY_EXAMPLES
     verify_thresholds: dict | None = None                   # passed to the verifier (tests: a threshold that must fail)
+    verify_runtimes: tuple[str, ...] | None = None          # TFLite runtimes of the parity matrix; None: every installed one
     latency_runs: int = 10
 
     def validate(self) -> "PipelineConfig":
@@ -67,6 +68,9 @@ class PipelineConfig:
         from export.verify.parity import thresholds_with
 
         thresholds_with(self.verify_thresholds)
+        from export.verify.matrix import select_runtimes
+
+        select_runtimes(list(self.verify_runtimes or []))
         for name in ("max_train_examples", "max_eval_examples", "verify_max_examples"):
             value = getattr(self, name)
             if value is not None and value <= 0:

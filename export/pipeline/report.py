@@ -67,10 +67,19 @@ def task_rows(task: dict) -> list[list[str]]:
                      "-", "-", "-", "-", fmt_size(task.get("student", {}).get("size_bytes")), "-", "-"])
     for art in task.get("artifacts", []):
         delta = None if art.get("metric") is None or reference.get("metric") is None else art["metric"] - reference["metric"]
-        rows.append([art["name"], _fmt(art.get("metric")), _fmt(art.get("examples"), "d"), _fmt(delta, "+.2f"),
+        rows.append([art["name"] + (f" on {art['runtime']}" if art.get("runtime") else ""), _fmt(art.get("metric")), _fmt(art.get("examples"), "d"), _fmt(delta, "+.2f"),
                      _fmt(art.get("max_abs_diff"), ".2e"), _fmt(art.get("mean_abs_diff"), ".2e"), _fmt(art.get("agreement"), ".2f", "%"),
                      fmt_size(art.get("size_bytes")), _fmt(art.get("latency_ms"), ".2f", " ms"), _status(art.get("passed"))])
     return rows
+
+
+def runtime_matrix_rows(task: dict) -> list[list[str]] | None:
+    """Artifact x runtime: each runtime's parity result and median latency per example (None without runtimes)."""
+    columns = list(dict.fromkeys(name for art in task.get("artifacts", []) for name in art.get("runtimes") or {}))
+    if not columns:
+        return None
+    return [["artifact", *columns]] + [[art["name"], *((art.get("runtimes") or {}).get(name, "") for name in columns)]
+                                       for art in task.get("artifacts", [])]
 
 
 def overview_rows(summary: dict) -> list[list[str]]:
@@ -99,6 +108,9 @@ def console_summary(summary: dict) -> str:
     parts = [text_table(overview_rows(summary))]
     for task in summary.get("tasks", []):
         parts.append(f"\n{task['task']} ({task.get('metric_name', 'metric')})\n" + text_table(task_rows(task)))
+        matrix = runtime_matrix_rows(task)
+        if matrix:
+            parts.append("\nartifact x runtime\n" + text_table(matrix))
     return "\n".join(parts)
 
 
@@ -111,7 +123,8 @@ def _md_table(rows: list[list[str]]) -> str:
 
 def _html_table(rows: list[list[str]]) -> str:
     def cell(tag, text):
-        cls = {"pass": "pass", "FAIL": "fail", "n/a": "na"}.get(text.split(":")[0])
+        word = text.split(":")[0].split(" ")[0]  # also the matrix's cells: "PASS 1.2 ms", "does not load", "not installed"
+        cls = {"pass": "pass", "PASS": "pass", "FAIL": "fail", "does": "fail", "fails": "fail", "n/a": "na", "not": "na"}.get(word)
         return f"<{tag}{f' class={cls!r}' if cls else ''}>{html.escape(text)}</{tag}>"
 
     head = "<tr>" + "".join(cell("th", c) for c in rows[0]) + "</tr>"
@@ -127,7 +140,9 @@ def _failures(task: dict) -> list[str]:
 def _task_note(task: dict) -> str:
     return (f"Metric: {task.get('metric_name', '-')} on the task's evaluation split. Teacher and student rows come from "
             "distillation; artifact rows from parity verification (raw text through the on-device tokenizer), compared "
-            "with the PyTorch student on the same examples. Latency: median warm run at the largest bucket.")
+            "with the PyTorch student on the same examples, on the runtime each row names (the artifact x runtime table "
+            "gives every runtime's result, same thresholds, and its median latency per eval example). Latency: median "
+            "warm run at the largest bucket in the main environment.")
 
 
 def _stages_line(task: dict) -> str:
@@ -147,6 +162,9 @@ def render_markdown(summary: dict, figure_files: dict[str, str]) -> str:
     for task in summary.get("tasks", []):
         lines += ["", f"## {task['task']}", "", _task_note(task) + f" Bundle `{task.get('bundle_dir', '-')}`. {_stages_line(task)}",
                   "", _md_table(task_rows(task))]
+        matrix = runtime_matrix_rows(task)
+        if matrix:
+            lines += ["", "Artifact x runtime:", "", _md_table(matrix)]
         lines += [f"- parity failure: {f}" for f in _failures(task)]
         if task["task"] in figure_files:
             lines += ["", f"![{task['task']}]({figure_files[task['task']]})"]
@@ -166,6 +184,9 @@ def render_html(summary: dict, figures: dict[str, bytes]) -> str:
                   f"<p class='meta'>{html.escape(_task_note(task))}<br>Bundle {html.escape(str(task.get('bundle_dir', '-')))}. "
                   f"{html.escape(_stages_line(task))}</p>",
                   _html_table(task_rows(task))]
+        matrix = runtime_matrix_rows(task)
+        if matrix:
+            parts += ["<h3>artifact x runtime</h3>", _html_table(matrix)]
         parts += [f"<p class='failures'>parity failure: {html.escape(f)}</p>" for f in _failures(task)]
         if task["task"] in figures:
             encoded = base64.b64encode(figures[task["task"]]).decode("ascii")

@@ -118,6 +118,14 @@ def _source_hash(source: str | None) -> str | None:
     return None
 
 
+def matrix_runtimes(cfg: PipelineConfig) -> list[list]:
+    """[name, installed] of the parity matrix's runtimes: installing one more environment redoes verify."""
+    from export.verify.matrix import select_runtimes
+    from export.verify.runtimes import is_installed
+
+    return [[runtime.name, is_installed(runtime)] for runtime in select_runtimes(list(cfg.verify_runtimes or []))]
+
+
 def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, cache: StageCache) -> dict:
     """All stages of one task; returns its section of the run summary."""
     data = _data_hashes(task, cfg)
@@ -164,7 +172,8 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
         return {"parity": parity, "parity_file": None}
 
     outcomes["verify"] = run_stage(
-        cache, task, "verify", stage_inputs("verify", task, settings={"max_examples": cfg.verify_max_examples, "thresholds": cfg.verify_thresholds},
+        cache, task, "verify", stage_inputs("verify", task, settings={"max_examples": cfg.verify_max_examples, "thresholds": cfg.verify_thresholds,
+                                                                  "runtimes": matrix_runtimes(cfg)},
                                           upstream=[outcomes["distill"].digest, *map(str, upstream)], data=data, code=code_version(STAGE_CODE["verify"])),
         verify_body, lambda r: r["parity_file"] is None or ((bundle_dir / PARITY_JSON).is_file() and sha256_path(bundle_dir / PARITY_JSON) == r["parity_file"]))
     outcomes["latency"] = run_stage(

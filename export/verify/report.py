@@ -32,6 +32,11 @@ def result_word(row: dict) -> str:
     return "PASS" if row["passed"] else "FAIL"
 
 
+def matrix_cell(row: dict) -> str:
+    """One cell of the matrix: the result, and the median latency per example where the runtime ran the artifact."""
+    return result_word(row) + ("" if not row.get("latency_ms") else f" {_latency(row)}")
+
+
 def runtime_names(report: dict) -> list[str]:
     """The matrix's columns: every runtime a row ran on (or was meant to), in first-seen order."""
     return list(dict.fromkeys(row["runtime"] for row in report["artifacts"]))
@@ -46,7 +51,7 @@ def matrix_rows(report: dict) -> list[list[str]]:
         cells = []
         for runtime in columns:
             row = by_cell.get((name, runtime))
-            cells.append("" if row is None else result_word(row) + ("" if not row.get("latency_ms") else f" {_latency(row)}"))
+            cells.append("" if row is None else matrix_cell(row))
         rows.append([name, *cells])
     return rows
 

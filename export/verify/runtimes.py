@@ -144,12 +144,13 @@ def install(runtime: Runtime, root: Path | None = None) -> str:
         raise RuntimeError(f"no Python {runtime.python} found (pyenv install {runtime.python}, or set "
                            f"TINYBERT_PYTHON{runtime.python.replace('.', '')}=/path/to/python{runtime.python})")
     log = env.with_name(env.name + ".log")
+    steps = [] if (env / "bin" / "python").is_file() else [("create the environment", [base, "-m", "venv", str(env)])]
+    steps.append((f"pip install {' '.join(runtime.requirements)}",
+                  [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *runtime.requirements]))
     with open(log, "w", encoding="utf-8") as handle:
-        steps = ([] if (env / "bin" / "python").is_file() else [[base, "-m", "venv", str(env)]])
-        steps.append([str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *runtime.requirements])
-        for step in steps:
-            if subprocess.run(step, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
-                raise RuntimeError(f"`{' '.join(step[-len(runtime.requirements) - 1:] if 'pip' in step else step[1:])}` failed; see {log}")
+        for what, command in steps:
+            if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
+                raise RuntimeError(f"{what} failed (see {log})")
     found = identify(str(runtime.python_path(root)))
     if (found["module"], found["version"]) != (runtime.module, runtime.version):
         raise RuntimeError(f"{env} runs {found['module']} {found['version']}, not {runtime.module} {runtime.version}; delete it and re-run")
