@@ -112,7 +112,7 @@ def test_failing_parity_threshold_exits_1_naming_the_artifact(spam_config, first
     assert run_and_report(strict) == 1  # cached now: the same verdict, printed by the CLI's reporter
     out, err = capsys.readouterr()
     assert "spam_fp32.tflite" in out and "FAIL" in out
-    assert "parity FAILED (task spam): spam_fp32.tflite: agreement 100.00% < 100.5%" in err
+    assert "parity FAILED (task spam): spam_fp32.tflite on ai-edge-litert-2.3: agreement 100.00% < 100.5%" in err
 
 
 @pytest.mark.parametrize("flags, message", [
