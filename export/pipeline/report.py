@@ -67,7 +67,8 @@ def task_rows(task: dict) -> list[list[str]]:
                      "-", "-", "-", "-", fmt_size(task.get("student", {}).get("size_bytes")), "-", "-"])
     for art in task.get("artifacts", []):
         delta = None if art.get("metric") is None or reference.get("metric") is None else art["metric"] - reference["metric"]
-        rows.append([art["name"] + (f" on {art['runtime']}" if art.get("runtime") else ""), _fmt(art.get("metric")), _fmt(art.get("examples"), "d"), _fmt(delta, "+.2f"),
+        label = art["name"] + (f" on {art['runtime']}" if art.get("runtime") else "")
+        rows.append([label, _fmt(art.get("metric")), _fmt(art.get("examples"), "d"), _fmt(delta, "+.2f"),
                      _fmt(art.get("max_abs_diff"), ".2e"), _fmt(art.get("mean_abs_diff"), ".2e"), _fmt(art.get("agreement"), ".2f", "%"),
                      fmt_size(art.get("size_bytes")), _fmt(art.get("latency_ms"), ".2f", " ms"), _status(art.get("passed"))])
     return rows

@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from mobile_app.runtime.classify import classify, encode_text, from_probabilities
+from mobile_app.runtime.contract import OUTPUT_NAMES, PER_TOKEN_OUTPUTS, PROBABILITIES_OUTPUT
 from mobile_app.runtime.qa import best_span, bundle_windows
+
+LOGITS = OUTPUT_NAMES["classification"][0]
+START, END = PER_TOKEN_OUTPUTS
 
 DEFAULT_MAX_ANSWER_LENGTH = 30
 
@@ -31,13 +35,13 @@ def input_fields(encoding) -> tuple[list[int], list[int], list[int]]:
 def example_prediction(manifest: dict, example: dict, windows: list, outputs: list[dict]):
     """Top-1 label index (classification) or the answer span [start_char, end_char, text] (QA)."""
     if manifest["head"] != "qa":
-        if "logits" in outputs[0]:
-            return classify(outputs[0]["logits"], manifest["labels"]).index
-        probabilities = outputs[0]["probabilities"]
+        if LOGITS in outputs[0]:
+            return classify(outputs[0][LOGITS], manifest["labels"]).index
+        probabilities = outputs[0][PROBABILITIES_OUTPUT]
         if isinstance(probabilities, dict):
             probabilities = [probabilities[label] for label in manifest["labels"]]
         return from_probabilities(probabilities, manifest["labels"]).index
-    answer = best_span(windows, [np.asarray(o["start_logits"]).reshape(-1) for o in outputs],
-                       [np.asarray(o["end_logits"]).reshape(-1) for o in outputs], example["context"],
+    answer = best_span(windows, [np.asarray(o[START]).reshape(-1) for o in outputs],
+                       [np.asarray(o[END]).reshape(-1) for o in outputs], example["context"],
                        max_answer_length=int(manifest["tokenizer"].get("max_answer_length", DEFAULT_MAX_ANSWER_LENGTH)))
     return [answer.start_char, answer.end_char, answer.text]
