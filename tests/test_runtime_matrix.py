@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from export.cli import main
+from export.__main__ import main
 from export.verify.matrix import select_runtimes
 from export.verify.runtimes import RUNTIMES, installed_runtimes
 from mobile_app.runtime.bundle import sha256_path
