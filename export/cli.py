@@ -12,20 +12,24 @@ from pathlib import Path
 
 from distill.cli_args import add_data_argument
 from distill.errors import UserError
-from export.quantize import TFLITE_PRECISIONS
+from export.quantize import TFLITE_PRECISIONS, parse_min_runtime
 from mobile_app.runtime.bundle import BundleError
 from mobile_app.runtime.contract import COREML_VARIANTS
+from mobile_app.runtime.runtime_versions import NEEDS_FIELD
 
 
 def run_tflite(args: argparse.Namespace) -> int:
+    parse_min_runtime(args.min_runtime)  # a bad value fails here, before torch is imported
     from export.tflite import export_tflite
 
     manifest = export_tflite(args.student_dir, args.out, precisions=args.precisions, task=args.task, data_dir=args.data_dir,
-                             buckets=args.buckets, calibration_examples=args.calibration_examples)
-    print(f"{'file':<32} {'precision':<13} {'size':>10} {'seconds':>8}")
+                             buckets=args.buckets, calibration_examples=args.calibration_examples, min_runtime=args.min_runtime)
+    print(f"{'file':<32} {'precision':<13} {'size':>10} {'seconds':>8}  needs")
     for entry in manifest["artifacts"]:
         if entry["format"] == "tflite":
-            print(f"{entry['file']:<32} {entry['precision']:<13} {entry['size_bytes'] / 1e6:>8.2f}MB {entry['conversion_seconds']:>8.1f}")
+            needs = entry.get(NEEDS_FIELD, {})
+            print(f"{entry['file']:<32} {entry['precision']:<13} {entry['size_bytes'] / 1e6:>8.2f}MB {entry['conversion_seconds']:>8.1f}"
+                  f"  TFLite >= {needs.get('min_runtime', '?')} ({needs.get('min_runtime_for', 'not recorded')})")
     print(f"bundle: {Path(args.out).resolve()} (task {manifest['task']}, buckets {manifest['buckets']})")
     return 0
 
@@ -44,6 +48,10 @@ def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"any of {' '.join(TFLITE_PRECISIONS)} (default: all)")
     add_data_argument(parser)
     parser.add_argument("--calibration-examples", type=int, default=256, metavar="N", help="train examples for int8-static (default 256)")
+    parser.add_argument("--min-runtime", metavar="VERSION", default=None,
+                        help="oldest TFLite runtime the files must run on, e.g. 2.8 (python-for-android's tflite-runtime), 2.13, 2.14; "
+                             "default 'litert': LiteRT 2.3.0, the Android build's interpreter. Older profiles store int8 weights "
+                             "behind DEQUANTIZE and cannot have int8-static (said in one line)")
     parser.set_defaults(func=run_tflite)
     return parser
 

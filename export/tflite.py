@@ -2,8 +2,11 @@
 
 The float model is converted once with litert-torch (every bucket a signature `seq_<n>` of the same
 module, so the weights are stored once); the other precisions are quantized from its bytes
-(export/quantize.py). Files go into the task bundle through export/bundle.py, so a failure leaves the
-previous bundle as it was.
+(export/quantize.py) for a runtime profile (`min_runtime`, the oldest TFLite the files must run on). Each
+file's needs (ops at the versions its tensors call for, buffer layout, oldest runtime; export/tflite_compat.py)
+go into its manifest entry, where backends check them before loading; a precision the profile cannot have is
+left out, recorded under the manifest's profile, and named in one console line. Files go into the task bundle
+through export/bundle.py, so a failure leaves the previous bundle as it was.
 """
 from __future__ import annotations
 
@@ -15,12 +18,14 @@ from tqdm import tqdm
 
 from distill.errors import UserError
 from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
-from export.quantize import PRECISION_NOTES, check_precisions, quantize_tflite
+from export.quantize import (DEFAULT_MIN_RUNTIME, check_precisions, parse_min_runtime, precision_notes, profile_gap,
+                             quantize_tflite)
 from export.student import (check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import read_manifest
 from mobile_app.runtime.contract import LABELS_NAME, VOCAB_NAME, signature_key
+from mobile_app.runtime.runtime_versions import NEEDS_FIELD, PROFILE_FIELD, version_key
 
 DEFAULT_CALIBRATION_EXAMPLES = 256
 
@@ -59,8 +64,12 @@ def artifact_name(task: str, precision: str) -> str:
     return f"{task}_{precision}.tflite"
 
 
-def _convert_all(model: ExportableBert, task: str, buckets: list[int], precisions: list[str], calibration, progress: bool):
-    """Yield (manifest entry, .tflite bytes) per precision; conversion seconds include the shared float conversion."""
+def _convert_all(model: ExportableBert, task: str, buckets: list[int], precisions: list[str], calibration, progress: bool,
+                 min_runtime: str = DEFAULT_MIN_RUNTIME):
+    """Yield (manifest entry, .tflite bytes or None with the reason it was left out) per precision; conversion
+    seconds include the shared float conversion."""
+    from export.tflite_compat import inspect_tflite
+
     steps = tqdm(total=len(precisions) + 1, desc=f"tflite {task}", disable=not progress, unit="step")
     steps.set_postfix_str(f"converting buckets {buckets}")
     start = time.perf_counter()
@@ -71,24 +80,46 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
         steps.set_postfix_str(precision)
         start = time.perf_counter()
         try:
-            data = quantize_tflite(float_model, precision, calibration)
+            data = quantize_tflite(float_model, precision, calibration, min_runtime)
         except UserError:
             raise
         except Exception as error:  # the quantizer's own errors: name the precision that failed
             raise UserError(f"quantizing to {precision} failed ({type(error).__name__}: {error}); drop it from --precisions") from error
         seconds = convert_seconds + time.perf_counter() - start
-        yield ({"file": artifact_name(task, precision), "format": "tflite", "precision": precision, "notes": PRECISION_NOTES[precision],
-                "signatures": {str(b): signature_key(b) for b in buckets}, "size_bytes": len(data),
-                "conversion_seconds": round(seconds, 2)}, data)
+        needs = inspect_tflite(data)
+        entry = {"file": artifact_name(task, precision), "format": "tflite", "precision": precision,
+                 "notes": precision_notes(precision, min_runtime), "signatures": {str(b): signature_key(b) for b in buckets},
+                 "size_bytes": len(data), "conversion_seconds": round(seconds, 2),
+                 NEEDS_FIELD: {key: value for key, value in needs.items() if key != "source"}}
+        if version_key(needs["min_runtime"]) > version_key(min_runtime):  # a guard behind profile_gap's early answer
+            yield entry, None, f"it needs TFLite >= {needs['min_runtime']} ({needs['min_runtime_for']})"
+        else:
+            yield entry, data, None
         steps.update()
     steps.close()
 
 
+def _leave_out(stage: Path, manifest: dict, precision: str, min_runtime: str, reason: str) -> None:
+    """Record that the profile cannot have `precision`, drop a stale .tflite of it, and say so in one line."""
+    profile = manifest.setdefault(PROFILE_FIELD, {"min_runtime": min_runtime, "unavailable": {}})
+    profile["unavailable"][precision] = reason
+    for entry in [e for e in manifest["artifacts"] if e.get("format") == "tflite" and e.get("precision") == precision]:
+        manifest["artifacts"].remove(entry)
+        (stage / entry["file"]).unlink(missing_ok=True)
+    tqdm.write(f"tflite: {precision} not exported for --min-runtime {min_runtime}: {reason}; "
+               f"a newer --min-runtime (e.g. litert) makes it")
+
+
 def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"),
                   task: str | None = None, data_dir: str | Path | None = None, buckets=None,
-                  calibration_examples: int = DEFAULT_CALIBRATION_EXAMPLES, progress: bool = True) -> dict:
-    """Convert a student folder into the task bundle at bundle_dir; returns the written manifest."""
+                  calibration_examples: int = DEFAULT_CALIBRATION_EXAMPLES, progress: bool = True,
+                  min_runtime: str | None = None) -> dict:
+    """Convert a student folder into the task bundle at bundle_dir; returns the written manifest.
+
+    `min_runtime`: the oldest TFLite runtime the files must load and run on ('2.8', '2.14', ...; default: the
+    TFLite of LiteRT 2.3.0, which the Android build pins)."""
     precisions = check_precisions(precisions)
+    min_runtime = parse_min_runtime(min_runtime)
     model = ExportableBert(load_student(student_dir))
     spec = resolve_task(student_dir, task, model.head)
     check_labels(model.model, spec)
@@ -103,6 +134,12 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
         check_vocab_size(write_vocab(student_dir, stage / VOCAB_NAME), model.model)
         if write_labels(spec, stage / LABELS_NAME):
             manifest["extra_files"] = sorted(set(manifest.get("extra_files", [])) | {LABELS_NAME})
+        manifest[PROFILE_FIELD] = {"min_runtime": min_runtime, "unavailable": {}}
+        gaps = {p: profile_gap(p, min_runtime) for p in precisions}
+        for precision, reason in gaps.items():
+            if reason:
+                _leave_out(stage, manifest, precision, min_runtime, reason)
+        precisions = [p for p in precisions if not gaps[p]]
         calibration, calibration_seconds = None, 0.0
         if "int8-static" in precisions:
             from export.model_inputs import calibration_set
@@ -112,10 +149,17 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
             wordpiece = WordPieceTokenizer.from_manifest(stage, manifest)
             calibration = calibration_set(spec, wordpiece, tokenizer, spec.load(data_dir)["train"], buckets, calibration_examples)
             calibration_seconds = time.perf_counter() - began
-        for entry, data in _convert_all(model, spec.name, buckets, precisions, calibration, progress):
+        written = 0
+        for entry, data, reason in _convert_all(model, spec.name, buckets, precisions, calibration, progress, min_runtime):
+            if data is None:
+                _leave_out(stage, manifest, entry["precision"], min_runtime, reason)
+                continue
+            written += 1
             if entry["precision"] == "int8-static":
                 entry.update(calibration_examples=len(next(iter(calibration.values()))),
                              conversion_seconds=round(entry["conversion_seconds"] + calibration_seconds, 2))
             (stage / entry["file"]).write_bytes(data)
             upsert_artifact(manifest, entry)
+        if not written:
+            raise UserError(f"no requested precision runs on TFLite {min_runtime}; nothing was written to {bundle_dir}")
     return read_manifest(bundle_dir)

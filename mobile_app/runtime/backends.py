@@ -5,8 +5,12 @@ smallest bucket the artifact was exported for, runs it, and trims per-token outp
 back to the input length. numpy + standard library at import time; the interpreter is imported when a
 backend is opened.
 
-TFLite (Android, Linux, macOS): `TFLiteBackend` over ai_edge_litert's interpreter (else tflite_runtime,
-else tensorflow.lite), one signature runner per bucket.
+TFLite (Linux, macOS, Windows): `TFLiteBackend` over ai_edge_litert's interpreter (else tflite_runtime,
+else tensorflow.lite), one signature runner per bucket. On Android (python-for-android sets ANDROID_ARGUMENT)
+`open_backend` picks `LiteRTAndroidBackend` (mobile_app/runtime/litert_android.py): the LiteRT Android
+library's Interpreter through pyjnius. Before loading a file every TFLite backend compares what the export
+recorded the file needs (mobile_app/runtime/runtime_versions.py) with its interpreter's TFLite version and
+refuses a file it cannot run in one line, instead of failing deep in the interpreter or answering garbage.
 
 Core ML: `CoreMLBackend` runs a .mlpackage through coremltools' MLModel, which predicts on macOS only.
 On Linux there is no Core ML runtime; `python -m export verify` checks Core ML artifacts numerically
@@ -21,6 +25,7 @@ bundle (bundle.json + vocab.txt + the .mlpackage):
 """
 from __future__ import annotations
 
+import os
 import platform
 import threading
 from pathlib import Path
@@ -30,6 +35,7 @@ import numpy as np
 from mobile_app.runtime.bundle import BundleError, artifacts
 from mobile_app.runtime.contract import (COREML_PROBABILITIES_OUTPUT, DEFAULT_PRECISION, INPUT_NAMES, PER_TOKEN_OUTPUTS,
                                          PROBABILITIES_OUTPUT)
+from mobile_app.runtime.runtime_versions import litert_tflite_version, missing_runtime
 
 
 class BackendUnavailableError(BundleError):
@@ -103,23 +109,35 @@ class Backend:
         return f"{type(self).__name__}({self.path.name}, precision={self.precision!r}, buckets={self.buckets})"
 
 
-def _interpreter_class():
-    """The TFLite Interpreter class: ai_edge_litert, else tflite_runtime, else tensorflow.lite."""
+def _interpreter():
+    """(Interpreter class, its package and version, the TFLite runtime version inside): ai_edge_litert, else
+    tflite_runtime, else tensorflow.lite."""
     try:
+        import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter
-        return Interpreter
+        return Interpreter, f"ai-edge-litert {ai_edge_litert.__version__}", litert_tflite_version(ai_edge_litert.__version__)
     except ImportError:
         pass
     try:
+        import tflite_runtime
         from tflite_runtime.interpreter import Interpreter
-        return Interpreter
+        return Interpreter, f"tflite-runtime {tflite_runtime.__version__}", tflite_runtime.__version__
     except ImportError:
         pass
     try:
         import tensorflow as tf
-        return tf.lite.Interpreter
+        return tf.lite.Interpreter, f"tensorflow {tf.__version__}", tf.__version__
     except ImportError:
         raise BackendUnavailableError("no TFLite interpreter found; install ai-edge-litert (or tflite-runtime on the device)") from None
+
+
+def check_runtime(path: Path, entry: dict, interpreter: str, tflite_version: str) -> None:
+    """Refuse, in one line, an artifact whose recorded needs exceed this interpreter's TFLite version."""
+    lacking = missing_runtime(entry, tflite_version)
+    if lacking:
+        major_minor = ".".join(tflite_version.split(".")[:2])
+        raise BackendUnavailableError(f"{path.name}: {lacking}, but this interpreter is {interpreter} (TFLite {tflite_version}); "
+                                      f"re-export with `python -m export tflite --min-runtime {major_minor}` or use a newer interpreter")
 
 
 class TFLiteBackend(Backend):
@@ -132,7 +150,8 @@ class TFLiteBackend(Backend):
         super().__init__(path, entry, signatures.keys(), pad_id)
         if not self.path.is_file():
             raise BundleError(f"{self.path} not found; re-export the bundle")
-        Interpreter = _interpreter_class()
+        Interpreter, self.interpreter_name, self.tflite_version = _interpreter()
+        check_runtime(self.path, self.entry, self.interpreter_name, self.tflite_version)
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
@@ -203,4 +222,13 @@ def open_backend(bundle_dir: str | Path, manifest: dict, fmt: str = "tflite", pr
     path = Path(bundle_dir) / entry["file"]
     if fmt == "coreml":
         return CoreMLBackend(path, entry, entry.get("buckets") or manifest.get("buckets"), pad_id=pad_id)
+    if on_android():
+        from mobile_app.runtime.litert_android import LiteRTAndroidBackend
+
+        return LiteRTAndroidBackend(path, entry, pad_id=pad_id)
     return TFLiteBackend(path, entry, pad_id=pad_id)
+
+
+def on_android() -> bool:
+    """python-for-android sets ANDROID_ARGUMENT in every app it starts."""
+    return "ANDROID_ARGUMENT" in os.environ
