@@ -106,8 +106,11 @@ def _leave_out(stage: Path, manifest: dict, precision: str, min_runtime: str, re
     for entry in [e for e in manifest["artifacts"] if e.get("format") == "tflite" and e.get("precision") == precision]:
         manifest["artifacts"].remove(entry)
         (stage / entry["file"]).unlink(missing_ok=True)
-    tqdm.write(f"tflite: {precision} not exported for --min-runtime {min_runtime}: {reason}; "
-               f"a newer --min-runtime (e.g. litert) makes it")
+    tqdm.write(_left_out_line(precision, min_runtime, reason))
+
+
+def _left_out_line(precision: str, min_runtime: str, reason: str) -> str:
+    return f"tflite: {precision} not exported for --min-runtime {min_runtime}: {reason}; a newer --min-runtime (e.g. litert) makes it"
 
 
 def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"),
@@ -120,6 +123,11 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
     TFLite of LiteRT 2.3.0, which the Android build pins)."""
     precisions = check_precisions(precisions)
     min_runtime = parse_min_runtime(min_runtime)
+    gaps = {p: reason for p in precisions if (reason := profile_gap(p, min_runtime))}
+    if len(gaps) == len(precisions):
+        for precision, reason in gaps.items():
+            tqdm.write(_left_out_line(precision, min_runtime, reason))
+        raise UserError(f"none of {', '.join(precisions)} can be made for --min-runtime {min_runtime}; nothing was written to {bundle_dir}")
     model = ExportableBert(load_student(student_dir))
     spec = resolve_task(student_dir, task, model.head)
     check_labels(model.model, spec)
@@ -135,11 +143,9 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
         if write_labels(spec, stage / LABELS_NAME):
             manifest["extra_files"] = sorted(set(manifest.get("extra_files", [])) | {LABELS_NAME})
         manifest[PROFILE_FIELD] = {"min_runtime": min_runtime, "unavailable": {}}
-        gaps = {p: profile_gap(p, min_runtime) for p in precisions}
         for precision, reason in gaps.items():
-            if reason:
-                _leave_out(stage, manifest, precision, min_runtime, reason)
-        precisions = [p for p in precisions if not gaps[p]]
+            _leave_out(stage, manifest, precision, min_runtime, reason)
+        precisions = [p for p in precisions if p not in gaps]
         calibration, calibration_seconds = None, 0.0
         if "int8-static" in precisions:
             from export.model_inputs import calibration_set
