@@ -14,8 +14,7 @@ from distill.cli_args import add_data_argument
 from distill.errors import UserError
 from export.quantize import TFLITE_PRECISIONS, parse_min_runtime
 from mobile_app.runtime.bundle import BundleError
-from mobile_app.runtime.contract import COREML_VARIANTS
-from mobile_app.runtime.runtime_versions import NEEDS_FIELD
+from mobile_app.runtime.contract import COREML_VARIANTS, TFLITE_NEEDS_FIELD
 
 
 def run_tflite(args: argparse.Namespace) -> int:
@@ -27,7 +26,7 @@ def run_tflite(args: argparse.Namespace) -> int:
     print(f"{'file':<32} {'precision':<13} {'size':>10} {'seconds':>8}  needs")
     for entry in manifest["artifacts"]:
         if entry["format"] == "tflite":
-            needs = entry.get(NEEDS_FIELD, {})
+            needs = entry.get(TFLITE_NEEDS_FIELD, {})
             print(f"{entry['file']:<32} {entry['precision']:<13} {entry['size_bytes'] / 1e6:>8.2f}MB {entry['conversion_seconds']:>8.1f}"
                   f"  TFLite >= {needs.get('min_runtime', '?')} ({needs.get('min_runtime_for', 'not recorded')})")
     print(f"bundle: {Path(args.out).resolve()} (task {manifest['task']}, buckets {manifest['buckets']})")

@@ -24,8 +24,8 @@ from export.student import (check_buckets, check_labels, check_vocab_size, resol
                             tokenizer_settings, write_labels, write_vocab)
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import read_manifest
-from mobile_app.runtime.contract import LABELS_NAME, VOCAB_NAME, signature_key
-from mobile_app.runtime.runtime_versions import NEEDS_FIELD, PROFILE_FIELD, version_key
+from mobile_app.runtime.contract import LABELS_NAME, TFLITE_NEEDS_FIELD, TFLITE_PROFILE_FIELD, VOCAB_NAME, signature_key
+from mobile_app.runtime.runtime_versions import version_key
 
 DEFAULT_CALIBRATION_EXAMPLES = 256
 
@@ -90,7 +90,7 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
         entry = {"file": artifact_name(task, precision), "format": "tflite", "precision": precision,
                  "notes": precision_notes(precision, min_runtime), "signatures": {str(b): signature_key(b) for b in buckets},
                  "size_bytes": len(data), "conversion_seconds": round(seconds, 2),
-                 NEEDS_FIELD: {key: value for key, value in needs.items() if key != "source"}}
+                 TFLITE_NEEDS_FIELD: {key: value for key, value in needs.items() if key != "source"}}
         if version_key(needs["min_runtime"]) > version_key(min_runtime):  # a guard behind profile_gap's early answer
             yield entry, None, f"it needs TFLite >= {needs['min_runtime']} ({needs['min_runtime_for']})"
         else:
@@ -101,7 +101,7 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
 
 def _leave_out(stage: Path, manifest: dict, precision: str, min_runtime: str, reason: str) -> None:
     """Record that the profile cannot have `precision`, drop a stale .tflite of it, and say so in one line."""
-    profile = manifest.setdefault(PROFILE_FIELD, {"min_runtime": min_runtime, "unavailable": {}})
+    profile = manifest.setdefault(TFLITE_PROFILE_FIELD, {"min_runtime": min_runtime, "unavailable": {}})
     profile["unavailable"][precision] = reason
     for entry in [e for e in manifest["artifacts"] if e.get("format") == "tflite" and e.get("precision") == precision]:
         manifest["artifacts"].remove(entry)
@@ -142,7 +142,7 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
         check_vocab_size(write_vocab(student_dir, stage / VOCAB_NAME), model.model)
         if write_labels(spec, stage / LABELS_NAME):
             manifest["extra_files"] = sorted(set(manifest.get("extra_files", [])) | {LABELS_NAME})
-        manifest[PROFILE_FIELD] = {"min_runtime": min_runtime, "unavailable": {}}
+        manifest[TFLITE_PROFILE_FIELD] = {"min_runtime": min_runtime, "unavailable": {}}
         for precision, reason in gaps.items():
             _leave_out(stage, manifest, precision, min_runtime, reason)
         precisions = [p for p in precisions if p not in gaps]

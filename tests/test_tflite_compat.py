@@ -19,7 +19,8 @@ import torch
 from export.tflite_compat import inspect_tflite
 from mobile_app.runtime.backends import BackendUnavailableError, TFLiteBackend, check_runtime
 from mobile_app.runtime.bundle import load_manifest
-from mobile_app.runtime.runtime_versions import NEEDS_FIELD, PROFILE_FIELD, missing_runtime
+from mobile_app.runtime.contract import TFLITE_NEEDS_FIELD, TFLITE_PROFILE_FIELD
+from mobile_app.runtime.runtime_versions import missing_runtime
 from tests.conftest import REPO_ROOT, TINY_BUCKETS
 
 OLD_ENVS = {"tflite-runtime 2.14": ".venv-tflite214", "tflite-runtime 2.13": ".venv-tflite213", "tensorflow 2.8": ".venv-tf28"}
@@ -98,8 +99,8 @@ def tflite28_bundle(tiny_classifier_dir, data_dir, tmp_path_factory) -> Path:
 
 def test_bundle_records_ops_versions_and_oldest_runtime_of_each_file(tiny_tflite_bundle):
     manifest = load_manifest(tiny_tflite_bundle)
-    needs = {a["precision"]: a[NEEDS_FIELD] for a in manifest["artifacts"]}
-    assert manifest[PROFILE_FIELD] == {"min_runtime": "2.22.0", "unavailable": {}}  # the default: LiteRT 2.3.0's TFLite
+    needs = {a["precision"]: a[TFLITE_NEEDS_FIELD] for a in manifest["artifacts"]}
+    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.22.0", "unavailable": {}}  # the default: LiteRT 2.3.0's TFLite
     for precision, need in needs.items():
         assert need["buffers"]["external"] == 0, precision  # every export keeps its weights inside the flatbuffer
         assert need == {k: v for k, v in inspect_tflite((tiny_tflite_bundle / f"sentiment_{precision}.tflite").read_bytes()).items()
@@ -153,7 +154,7 @@ def test_external_weight_buffers_are_caught_by_the_inspection_before_any_interpr
     assert needs["min_runtime"] == "2.14.0" and needs["min_runtime_for"].endswith("weight buffers outside the flatbuffer")
     path = tmp_path / "raw_fp16.tflite"
     path.write_bytes(raw)
-    entry = {"file": path.name, "precision": "fp16", NEEDS_FIELD: needs}
+    entry = {"file": path.name, "precision": "fp16", TFLITE_NEEDS_FIELD: needs}
     with pytest.raises(BackendUnavailableError, match=r"^raw_fp16\.tflite: \d+ weight buffers outside the flatbuffer need TFLite >= 2\.14\.0"):
         check_runtime(path, entry, "tflite-runtime 2.13.0", "2.13.0")
     assert missing_runtime(entry, "2.14.0") is None
@@ -177,14 +178,14 @@ def test_the_old_interpreter_really_cannot_read_external_buffers(tiny_tflite_bun
 
 def test_a_profile_that_cannot_have_a_precision_records_it_and_says_so(tflite28_bundle, capsys):
     manifest = load_manifest(tflite28_bundle)
-    assert manifest[PROFILE_FIELD] == {"min_runtime": "2.8.0", "unavailable": {
+    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.8.0", "unavailable": {
         "int8-static": "its int16 activations need RSQRT v3 (TFLite >= 2.15.0)"}}
     assert sorted(a["precision"] for a in manifest["artifacts"]) == ["fp16", "fp32", "int8-dynamic"]
     for entry in manifest["artifacts"]:
-        assert entry[NEEDS_FIELD]["min_runtime"] == "2.8.0", entry["precision"]
+        assert entry[TFLITE_NEEDS_FIELD]["min_runtime"] == "2.8.0", entry["precision"]
     dynamic = next(a for a in manifest["artifacts"] if a["precision"] == "int8-dynamic")
-    assert dynamic[NEEDS_FIELD]["ops"]["DEQUANTIZE"] == {"version": 5, "runtime": "2.7.0"}  # per-channel int8 weights
-    assert "FULLY_CONNECTED" in dynamic[NEEDS_FIELD]["ops"] and dynamic[NEEDS_FIELD]["ops"]["FULLY_CONNECTED"]["version"] == 5
+    assert dynamic[TFLITE_NEEDS_FIELD]["ops"]["DEQUANTIZE"] == {"version": 5, "runtime": "2.7.0"}  # per-channel int8 weights
+    assert "FULLY_CONNECTED" in dynamic[TFLITE_NEEDS_FIELD]["ops"] and dynamic[TFLITE_NEEDS_FIELD]["ops"]["FULLY_CONNECTED"]["version"] == 5
 
 
 def test_the_cli_says_in_one_line_what_a_profile_leaves_out(tiny_classifier_dir, data_dir, tmp_path, capsys):

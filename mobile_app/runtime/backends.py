@@ -7,8 +7,8 @@ backend is opened.
 
 TFLite (Linux, macOS, Windows): `TFLiteBackend` over ai_edge_litert's interpreter (else tflite_runtime,
 else tensorflow.lite), one signature runner per bucket. On Android (python-for-android sets ANDROID_ARGUMENT)
-`open_backend` picks `LiteRTAndroidBackend` (mobile_app/runtime/litert_android.py): the LiteRT Android
-library's Interpreter through pyjnius. Before loading a file every TFLite backend compares what the export
+`open_backend` picks `LiteRTAndroidBackend` (mobile_app/runtime/litert_android.py: the LiteRT Android library's
+Interpreter through pyjnius), unless the APK carries p4a's tflite-runtime. Before loading a file every TFLite backend compares what the export
 recorded the file needs (mobile_app/runtime/runtime_versions.py) with its interpreter's TFLite version and
 refuses a file it cannot run in one line, instead of failing deep in the interpreter or answering garbage.
 
@@ -25,6 +25,7 @@ bundle (bundle.json + vocab.txt + the .mlpackage):
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import threading
@@ -222,7 +223,7 @@ def open_backend(bundle_dir: str | Path, manifest: dict, fmt: str = "tflite", pr
     path = Path(bundle_dir) / entry["file"]
     if fmt == "coreml":
         return CoreMLBackend(path, entry, entry.get("buckets") or manifest.get("buckets"), pad_id=pad_id)
-    if on_android():
+    if on_android() and importlib.util.find_spec("tflite_runtime") is None:  # an APK without p4a's tflite-runtime recipe
         from mobile_app.runtime.litert_android import LiteRTAndroidBackend
 
         return LiteRTAndroidBackend(path, entry, pad_id=pad_id)

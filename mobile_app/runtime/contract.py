@@ -46,6 +46,12 @@ VERIFIED_ON = "verified_on"
 # Core ML variants: compute precision, or weights compressed from the fp16 program.
 COREML_VARIANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
 
+# What a .tflite artifact needs from its interpreter (export/tflite_compat.py writes it per artifact entry,
+# mobile_app/runtime/runtime_versions.py reads it; the layout is described there), and the runtime profile a
+# bundle's .tflite files were made for: {"min_runtime": "2.8.0", "unavailable": {precision: reason}}.
+TFLITE_NEEDS_FIELD = "tflite_runtime_needs"
+TFLITE_PROFILE_FIELD = "tflite_profile"
+
 # The artifact the app opens when the user picks none.
 DEFAULT_PRECISION = "int8-dynamic"
 

@@ -1,7 +1,7 @@
 """Which TensorFlow Lite runtime a bundle artifact needs, and which one this interpreter is (stdlib only).
 
 `python -m export tflite` reads every .tflite file with TFLite's flatbuffer schema (export/tflite_compat.py) and
-records in the artifact's manifest entry, under NEEDS_FIELD:
+records in the artifact's manifest entry, under contract.TFLITE_NEEDS_FIELD:
   {"min_runtime": "2.18.0", "min_runtime_for": "EMBEDDING_LOOKUP v4",
    "ops": {"FULLY_CONNECTED": {"version": 12, "runtime": "2.17.0"}, ...},
    "buffers": {"count": 49, "external": 0}}       (external > 0 adds "runtime": the oldest that reads them)
@@ -11,8 +11,7 @@ loading the file.
 """
 from __future__ import annotations
 
-NEEDS_FIELD = "tflite_runtime_needs"   # per artifact entry: what the file needs (above)
-PROFILE_FIELD = "tflite_profile"       # per manifest: {"min_runtime": ..., "unavailable": {precision: reason}}
+from mobile_app.runtime.contract import TFLITE_NEEDS_FIELD
 
 # ai-edge-litert / the LiteRT Android library number their releases on their own; the TFLite runtime inside
 # is what op versions are checked against. ai-edge-litert 2.3.0's native library carries the version string
@@ -50,7 +49,7 @@ def litert_tflite_version(litert_version: str) -> str:
 def missing_runtime(entry: dict, tflite_version: str) -> str | None:
     """None when an interpreter of `tflite_version` can run the artifact, else what it lacks ('FULLY_CONNECTED v12
     needs TFLite >= 2.17.0'). An entry without a record (bundles exported before it existed) is not checked."""
-    needs = entry.get(NEEDS_FIELD)
+    needs = entry.get(TFLITE_NEEDS_FIELD)
     if not needs:
         return None
     have = version_key(tflite_version)
