@@ -128,7 +128,7 @@ def test_a_file_that_needs_a_newer_runtime_is_refused_in_one_line(tiny_tflite_bu
         check_runtime(tiny_tflite_bundle / entry["file"], entry, "tflite-runtime 2.14.0", "2.14.0")
     message = str(refused.value)
     assert "\n" not in message and message.startswith("sentiment_int8-dynamic.tflite: ")
-    assert "FULLY_CONNECTED v12" in message and "EMBEDDING_LOOKUP v4" in message and "TFLite >= 2.18.0" in message
+    assert "EMBEDDING_LOOKUP v4 (2.18.0), FULLY_CONNECTED v12 (2.17.0) need TFLite >= 2.18.0" in message
     assert "--min-runtime 2.14" in message
     assert missing_runtime(entry, "2.18.0") is None  # and the runtime it names is enough
     TFLiteBackend(tiny_tflite_bundle / entry["file"], entry)  # ai-edge-litert 2.3.0 (TFLite 2.22) opens it
@@ -138,7 +138,7 @@ def test_the_real_old_interpreter_gets_the_one_line_refusal(tiny_tflite_bundle):
     got = _classify_in(_side_python("tflite-runtime 2.14"), tiny_tflite_bundle)
     assert got["int8-dynamic"].startswith("refused: sentiment_int8-dynamic.tflite: ")
     assert "tflite-runtime 2.14.0" in got["int8-dynamic"] and "TFLite >= 2.18.0" in got["int8-dynamic"]
-    assert got["int8-static"].startswith("refused: sentiment_int8-static.tflite: ") and "RSQRT v3" in got["int8-static"]
+    assert got["int8-static"].startswith("refused: sentiment_int8-static.tflite: ") and "RSQRT v3 (2.15.0)" in got["int8-static"]
 
 
 def test_external_weight_buffers_are_caught_by_the_inspection_before_any_interpreter(tiny_tflite_bundle, tmp_path):
@@ -155,7 +155,7 @@ def test_external_weight_buffers_are_caught_by_the_inspection_before_any_interpr
     path = tmp_path / "raw_fp16.tflite"
     path.write_bytes(raw)
     entry = {"file": path.name, "precision": "fp16", TFLITE_NEEDS_FIELD: needs}
-    with pytest.raises(BackendUnavailableError, match=r"^raw_fp16\.tflite: \d+ weight buffers outside the flatbuffer need TFLite >= 2\.14\.0"):
+    with pytest.raises(BackendUnavailableError, match=r"^raw_fp16\.tflite: \d+ weight buffers outside the flatbuffer \(2\.14\.0\) need TFLite >= 2\.14\.0"):
         check_runtime(path, entry, "tflite-runtime 2.13.0", "2.13.0")
     assert missing_runtime(entry, "2.14.0") is None
 

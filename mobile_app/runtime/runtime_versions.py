@@ -48,16 +48,17 @@ def litert_tflite_version(litert_version: str) -> str:
 
 def missing_runtime(entry: dict, tflite_version: str) -> str | None:
     """None when an interpreter of `tflite_version` can run the artifact, else what it lacks ('FULLY_CONNECTED v12
-    needs TFLite >= 2.17.0'). An entry without a record (bundles exported before it existed) is not checked."""
+    (2.17.0) need TFLite >= 2.17.0'). An entry without a record (bundles exported before it existed) is not checked."""
     needs = entry.get(TFLITE_NEEDS_FIELD)
     if not needs:
         return None
     have = version_key(tflite_version)
     if version_key(needs["min_runtime"]) <= have:
         return None
-    lacking = [f"{op} v{info['version']}" for op, info in sorted(needs.get("ops", {}).items())
+    lacking = [f"{op} v{info['version']} ({info['runtime']})" for op, info in sorted(needs.get("ops", {}).items())
                if version_key(info["runtime"]) > have]
     buffers = needs.get("buffers", {})
-    if buffers.get("external") and version_key(buffers.get("runtime", needs["min_runtime"])) > have:
-        lacking.append(f"{buffers['external']} weight buffers outside the flatbuffer")
+    runtime = buffers.get("runtime", needs["min_runtime"])
+    if buffers.get("external") and version_key(runtime) > have:
+        lacking.append(f"{buffers['external']} weight buffers outside the flatbuffer ({runtime})")
     return f"{', '.join(lacking) or needs['min_runtime_for']} need TFLite >= {needs['min_runtime']}"
