@@ -9,7 +9,7 @@ one per channel, and answers garbage instead of refusing. So each operator's ver
 tensors, with the rules of TFLite's tools/versioning/op_version.cc (GetBuiltinOperatorVersion) for the ops our
 BERT graphs use, and mapped to a runtime with the table of tools/versioning/runtime_version.cc
 (FindMinimumRuntimeVersionForOp). Both were read at google-ai-edge/LiteRT, tflite/tools/versioning/
-(op_version.cc @ b6485cf9, runtime_version.cc @ 05215c29). `stamp_op_versions` writes the derived versions
+(op_version.cc @ b6485cf9, runtime_version.cc @ 05215c29). `inline_and_stamp` writes the derived versions
 into the file, as TFLite's own converter does (UpdateOpVersion), so an interpreter that lacks a kernel refuses
 the file by name instead of running the wrong one.
 
@@ -17,7 +17,6 @@ Only export code imports this module (it needs ai-edge-litert); the phone reads 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from distill.errors import UserError
 from mobile_app.runtime.runtime_versions import version_key
@@ -276,7 +275,3 @@ def inline_and_stamp(data: bytes) -> bytes:
         code = obj.operatorCodes[index]
         code.version = max(code.version, version)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
-
-
-def inspect_file(path: str | Path) -> dict:
-    return inspect_tflite(Path(path).read_bytes())
