@@ -17,7 +17,6 @@ Only export code imports this module (it needs ai-edge-litert); the phone reads 
 """
 from __future__ import annotations
 
-
 from distill.errors import UserError
 from mobile_app.runtime.runtime_versions import version_key
 
