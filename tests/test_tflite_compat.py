@@ -1,9 +1,8 @@
 """What a .tflite file needs from its interpreter, recorded at export and checked by the backend before loading.
 
 Real files of the tiny models, real interpreters: ai-edge-litert in this venv, and the older ones (tflite-runtime
-2.14 / 2.13, TFLite 2.8 of tensorflow-cpu 2.8.4) from their side environments, run as subprocesses. Those are
-looked up at the repo root (.venv-tflite214, .venv-tflite213, .venv-tf28, made by `make setup`) or under
-$TINYBERT_SIDE_ENVS; a test that needs one skips, naming it, when it is absent.
+2.14 / 2.13, TFLite 2.8 of tensorflow-cpu 2.8.4) from their side environments (`make setup`,
+export/verify/runtimes.py), run as subprocesses; a missing one skips (fails under CI=true, tests/conftest.py).
 """
 from __future__ import annotations
 
@@ -21,20 +20,15 @@ from mobile_app.runtime.backends import BackendUnavailableError, TFLiteBackend, 
 from mobile_app.runtime.bundle import load_manifest
 from mobile_app.runtime.contract import TFLITE_NEEDS_FIELD, TFLITE_PROFILE_FIELD
 from mobile_app.runtime.runtime_versions import missing_runtime
-from tests.conftest import REPO_ROOT, TINY_BUCKETS
+from tests.conftest import REPO_ROOT, TINY_BUCKETS, side_runtime
 
-OLD_ENVS = {"tflite-runtime 2.14": ".venv-tflite214", "tflite-runtime 2.13": ".venv-tflite213", "tensorflow 2.8": ".venv-tf28"}
+OLD_ENVS = ("tflite-runtime-2.14", "tflite-runtime-2.13", "tflite-2.8")
 SENTENCES = ["it 's a charming and often affecting journey .", "unflinchingly bleak and desperate",
              "the acting , costumes , music , cinematography and sound are all astounding given the production 's austere locales ."]
 
 
 def _side_python(name: str) -> Path:
-    folder = OLD_ENVS[name]
-    for root in filter(None, (os.environ.get("TINYBERT_SIDE_ENVS"), str(REPO_ROOT))):
-        python = Path(root) / folder / "bin" / "python"
-        if python.exists():
-            return python
-    pytest.skip(f"{name} side environment not found ({folder}/bin/python at the repo root or under $TINYBERT_SIDE_ENVS; `make setup`)")
+    return side_runtime(name).python_path()
 
 
 # Runs inside an old interpreter's environment: the app's own runtime (numpy + stdlib) classifies SENTENCES with
@@ -135,7 +129,7 @@ def test_a_file_that_needs_a_newer_runtime_is_refused_in_one_line(tiny_tflite_bu
 
 
 def test_the_real_old_interpreter_gets_the_one_line_refusal(tiny_tflite_bundle):
-    got = _classify_in(_side_python("tflite-runtime 2.14"), tiny_tflite_bundle)
+    got = _classify_in(_side_python("tflite-runtime-2.14"), tiny_tflite_bundle)
     assert got["int8-dynamic"].startswith("refused: sentiment_int8-dynamic.tflite: ")
     assert "tflite-runtime 2.14.0" in got["int8-dynamic"] and "TFLite >= 2.18.0" in got["int8-dynamic"]
     assert got["int8-static"].startswith("refused: sentiment_int8-static.tflite: ") and "RSQRT v3 (2.15.0)" in got["int8-static"]
@@ -166,7 +160,7 @@ def test_the_old_interpreter_really_cannot_read_external_buffers(tiny_tflite_bun
 
     from export.quantize import _recipe
 
-    python = _side_python("tflite-runtime 2.13")
+    python = _side_python("tflite-runtime-2.13")
     path = tmp_path / "raw_fp16.tflite"
     path.write_bytes(bytes(Quantizer((tiny_tflite_bundle / "sentiment_fp32.tflite").read_bytes(), _recipe("fp16"))
                            .quantize(None, enable_progress_report=False).quantized_model))
@@ -201,7 +195,7 @@ def test_the_cli_says_in_one_line_what_a_profile_leaves_out(tiny_classifier_dir,
     assert capsys.readouterr().err.strip().startswith("error: --min-runtime 'two' is not a TFLite version")
 
 
-@pytest.mark.parametrize("env", list(OLD_ENVS))
+@pytest.mark.parametrize("env", OLD_ENVS)
 def test_the_2_8_profile_loads_and_matches_pytorch_in_the_old_interpreter(tflite28_bundle, tiny_classifier_dir, env):
     got = _classify_in(_side_python(env), tflite28_bundle)
     reference = _torch_logits(tiny_classifier_dir, tflite28_bundle)
@@ -211,7 +205,7 @@ def test_the_2_8_profile_loads_and_matches_pytorch_in_the_old_interpreter(tflite
         np.testing.assert_allclose(np.array(got[precision]).reshape(reference.shape), reference, atol=tolerance, err_msg=f"{env} {precision}")
 
 
-@pytest.mark.parametrize("env", list(OLD_ENVS))
+@pytest.mark.parametrize("env", OLD_ENVS)
 def test_the_default_profile_float_files_load_and_match_pytorch_in_the_old_interpreter(tiny_tflite_bundle, tiny_classifier_dir, env):
     """The default (LiteRT) profile's fp32 and fp16 files need only TFLite 2.8; its int8 files are refused in one line."""
     got = _classify_in(_side_python(env), tiny_tflite_bundle)

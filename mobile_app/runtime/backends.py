@@ -132,6 +132,11 @@ def _interpreter():
         raise BackendUnavailableError("no TFLite interpreter found; install ai-edge-litert (or tflite-runtime on the device)") from None
 
 
+def _interpreter_class():
+    """The Interpreter class `_interpreter` picks (verify's runtime worker names the package from it)."""
+    return _interpreter()[0]
+
+
 def check_runtime(path: Path, entry: dict, interpreter: str, tflite_version: str) -> None:
     """Refuse, in one line, an artifact whose recorded needs exceed this interpreter's TFLite version."""
     lacking = missing_runtime(entry, tflite_version)
