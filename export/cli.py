@@ -48,9 +48,9 @@ def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
     add_data_argument(parser)
     parser.add_argument("--calibration-examples", type=int, default=256, metavar="N", help="train examples for int8-static (default 256)")
     parser.add_argument("--min-runtime", metavar="VERSION", default=None,
-                        help="oldest TFLite runtime the files must run on, e.g. 2.8 (python-for-android's tflite-runtime), 2.13, 2.14; "
-                             "default 'litert': LiteRT 2.3.0, the Android build's interpreter. Older profiles store int8 weights "
-                             "behind DEQUANTIZE and cannot have int8-static (said in one line)")
+                        help="oldest TFLite runtime the files must run on (default 2.8, python-for-android's tflite-runtime and the "
+                             "oldest of the verify matrix; the files run on LiteRT too); 'litert' (LiteRT 2.3.0) allows per-channel "
+                             "hybrid int8 and int8-static, which profiles before 2.15 cannot have (said in one line)")
     parser.set_defaults(func=run_tflite)
     return parser
 

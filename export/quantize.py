@@ -31,10 +31,13 @@ PRECISION_NOTES = {
 # int8-dynamic under a profile older than per-channel hybrid kernels (see the module docstring).
 WEIGHT_ONLY_INT8_NOTES = ("int8 per-channel weights dequantized to float in the graph (DEQUANTIZE), float32 compute: "
                           "the runtime profile predates per-channel hybrid FULLY_CONNECTED")
-# The default profile: the TFLite inside LiteRT 2.3.0, the release of the verified ai-edge-litert wheel and of the
-# LiteRT Android library the Android build pins (mobile_app/PACKAGING.md).
+# `--min-runtime litert`: the TFLite inside LiteRT 2.3.0, the release of the verified ai-edge-litert wheel and of the
+# LiteRT Android library the Android build pins (mobile_app/PACKAGING.md): per-channel hybrid int8 and int8-static.
 LITERT_RELEASE = "2.3.0"
-DEFAULT_MIN_RUNTIME = litert_tflite_version(LITERT_RELEASE)
+LITERT_MIN_RUNTIME = litert_tflite_version(LITERT_RELEASE)
+# The default profile: TFLite 2.8, the oldest interpreter of the verify matrix (python-for-android's tflite-runtime
+# recipe), so the files the app ships load and pass parity on every interpreter the kit verifies, LiteRT included.
+DEFAULT_MIN_RUNTIME = "2.8.0"
 
 # An op scope is its output tensor names joined with ";" (trailing too); litert-torch names a signature output
 # tensor `<signature>_<output name>_output`, e.g. `seq_128_start_logits_output;`.
@@ -51,9 +54,11 @@ def check_precisions(precisions: Iterable[str]) -> list[str]:
 
 
 def parse_min_runtime(value: str | None) -> str:
-    """A `--min-runtime` value ('2.8', '2.14.0', or 'litert' for LiteRT 2.3.0) as a full TFLite version."""
-    if value is None or str(value).strip().lower() in ("litert", "default"):
+    """A `--min-runtime` value ('2.8', '2.14.0', or 'litert' for LiteRT 2.3.0; default 2.8) as a full TFLite version."""
+    if value is None or str(value).strip().lower() == "default":
         return DEFAULT_MIN_RUNTIME
+    if str(value).strip().lower() == "litert":
+        return LITERT_MIN_RUNTIME
     text = str(value).strip()
     parts = text.split(".")
     if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):

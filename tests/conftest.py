@@ -43,12 +43,13 @@ TINY_QA_BUCKETS = (64, 128)
 
 @pytest.fixture(scope="session")
 def tiny_tflite_bundle(tiny_classifier_dir, data_dir, tmp_path_factory) -> Path:
-    """Sentiment bundle of the tiny classifier: fp32, fp16, int8-dynamic, int8-static, buckets 16/32."""
+    """Sentiment bundle of the tiny classifier for LiteRT (`--min-runtime litert`, the profile that has every precision):
+    fp32, fp16, int8-dynamic, int8-static, buckets 16/32."""
     from export.tflite import export_tflite
 
     out = tmp_path_factory.mktemp("tflite_cls") / "sentiment"
     export_tflite(tiny_classifier_dir, out, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"), task="sentiment",
-                  data_dir=data_dir, buckets=TINY_BUCKETS, calibration_examples=24, progress=False)
+                  data_dir=data_dir, buckets=TINY_BUCKETS, calibration_examples=24, progress=False, min_runtime="litert")
     return out
 
 

@@ -151,7 +151,8 @@ def test_a_failed_re_export_leaves_the_old_bundle_intact(tiny_tflite_bundle, tin
     before = {p.name: sha256_path(p) for p in bundle.iterdir()}
     # Fails inside the staged bundle (after the vocab is written): int8-static cannot find its calibration data.
     _exit_2(["tflite", str(tiny_classifier_dir), "--out", str(bundle), "--task", "sentiment", "--buckets", "16",
-             "--precisions", "fp32", "int8-static", "--data-dir", str(tmp_path / "missing")], capsys, "does not exist")
+             "--precisions", "fp32", "int8-static", "--min-runtime", "litert", "--data-dir", str(tmp_path / "missing")], capsys,
+            "does not exist")
     assert {p.name: sha256_path(p) for p in bundle.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sentiment"]
     assert json.loads((bundle / "bundle.json").read_text())["buckets"] == list(TINY_BUCKETS)

@@ -82,19 +82,19 @@ def _torch_logits(student_dir: Path, bundle: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tflite28_bundle(tiny_classifier_dir, data_dir, tmp_path_factory) -> Path:
-    """The tiny classifier exported with --min-runtime 2.8 (python-for-android's tflite-runtime), every precision asked."""
+    """The tiny classifier exported with the default profile (TFLite 2.8, python-for-android's tflite-runtime), every precision asked."""
     from export.tflite import export_tflite
 
     out = tmp_path_factory.mktemp("tflite28") / "sentiment"
     export_tflite(tiny_classifier_dir, out, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"), task="sentiment",
-                  data_dir=data_dir, buckets=TINY_BUCKETS, calibration_examples=24, progress=False, min_runtime="2.8")
+                  data_dir=data_dir, buckets=TINY_BUCKETS, calibration_examples=24, progress=False)
     return out
 
 
 def test_bundle_records_ops_versions_and_oldest_runtime_of_each_file(tiny_tflite_bundle):
     manifest = load_manifest(tiny_tflite_bundle)
     needs = {a["precision"]: a[TFLITE_NEEDS_FIELD] for a in manifest["artifacts"]}
-    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.22.0", "unavailable": {}}  # the default: LiteRT 2.3.0's TFLite
+    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.22.0", "unavailable": {}}  # --min-runtime litert: LiteRT 2.3.0's TFLite
     for precision, need in needs.items():
         assert need["buffers"]["external"] == 0, precision  # every export keeps its weights inside the flatbuffer
         assert need == {k: v for k, v in inspect_tflite((tiny_tflite_bundle / f"sentiment_{precision}.tflite").read_bytes()).items()
@@ -206,8 +206,8 @@ def test_the_2_8_profile_loads_and_matches_pytorch_in_the_old_interpreter(tflite
 
 
 @pytest.mark.parametrize("env", OLD_ENVS)
-def test_the_default_profile_float_files_load_and_match_pytorch_in_the_old_interpreter(tiny_tflite_bundle, tiny_classifier_dir, env):
-    """The default (LiteRT) profile's fp32 and fp16 files need only TFLite 2.8; its int8 files are refused in one line."""
+def test_the_litert_profile_float_files_load_and_match_pytorch_in_the_old_interpreter(tiny_tflite_bundle, tiny_classifier_dir, env):
+    """The LiteRT profile's fp32 and fp16 files need only TFLite 2.8; its int8 files are refused in one line."""
     got = _classify_in(_side_python(env), tiny_tflite_bundle)
     reference = _torch_logits(tiny_classifier_dir, tiny_tflite_bundle)
     for precision, tolerance in (("fp32", 1e-5), ("fp16", 1e-3)):
