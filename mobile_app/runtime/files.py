@@ -6,6 +6,7 @@ files go through a temp file and os.replace, folders through a sibling staging f
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
@@ -56,11 +57,46 @@ def write_atomic(path: str | Path, text: str | bytes) -> Path:
     return path
 
 
+# Sibling folders of a target while it is replaced: `.NAME.staging-PID-XXXX` (being built) and `.NAME.old-PID-XXXX`
+# (the folder being replaced). The writer's pid in the name tells a killed writer's leftovers from a running one's.
+_WORK_KINDS = ("staging", "old")
+
+
+def _work_dir(target: Path, kind: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}-{os.getpid()}-", dir=target.parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_leftovers(target: str | Path) -> list[Path]:
+    """Delete the work folders that writers of `target` killed before they finished left behind; returns them."""
+    target = Path(target)
+    removed = []
+    for kind in _WORK_KINDS:
+        prefix = f".{target.name}.{kind}-"
+        for path in target.parent.glob(glob.escape(prefix) + "*"):
+            pid = path.name[len(prefix):].split("-")[0]
+            if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
 def make_stage(target: str | Path) -> Path:
-    """An empty staging folder beside `target` (same file system, so the swap is a rename)."""
+    """An empty staging folder beside `target` (same file system, so the swap is a rename); the leftovers of killed
+    writers of `target` are removed first."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    remove_leftovers(target)
+    stage = _work_dir(target, "staging")
     os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700; the result should be readable like any folder
     return stage
 
@@ -69,7 +105,7 @@ def swap_in(stage: Path, target: Path) -> None:
     """Replace `target` with `stage` using renames only, so readers see the old or the new folder."""
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old = _work_dir(target, "old")
         os.rmdir(old)
         os.replace(target, old)
     os.replace(stage, target)
