@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from distill.cli_args import add_data_argument, add_distill_arguments, add_setting_argument
+from distill.console import library_note, route_library_output
 from distill.errors import UserError
 from distill.tasks import TASKS
 
@@ -13,6 +15,15 @@ COMMANDS = {"run": "every stage: teacher, general distillation (with --init gene
             "teacher": "fine-tune the teacher's task head (cached in OUT/teacher/)",
             "general": "general distillation of a student encoder on plain text (OUT/general/)",
             "task": "task distillation only, from OUT/teacher/ (and OUT/general/ with --init general)"}
+
+
+LOG_NAME = "distill.log"
+
+
+def _say_library_note() -> None:
+    note = library_note()
+    if note:
+        print(f"library warnings: {note}")
 
 
 def add_distill_commands(subparsers) -> None:
@@ -37,27 +48,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> dict:
+    """Everything the flags alone can tell is wrong, before the heavy imports; returns the typed --set overrides."""
+    from distill.outputs import check_writable
+    from distill.settings import parse_settings, settings_for
+    from distill.tasks import get_task
+
+    overrides = parse_settings(args.overrides)
+    for flag in ("max_train_examples", "max_eval_examples", "stop_after_epochs"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}; leave it out for no limit")
+    flagged = {k: getattr(args, k) for k in ("max_train_examples", "max_eval_examples") if getattr(args, k) is not None}
+    settings_for(get_task(args.task), args.preset, {**overrides, **flagged})
+    check_writable(args.out)
+    return overrides
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run the chosen stage; prints the folder it wrote. Exit 2 on bad input, 3 when stopped early."""
     try:
+        args.overrides = check_args(args)
+        route_library_output(Path(args.out) / LOG_NAME)
         from distill import api
         from distill.trainer import Interrupted
 
         kwargs = dict(task=args.task, data_dir=args.data_dir, out_dir=args.out, preset=args.preset, teacher=args.teacher,
                       student=args.student, seed=args.seed, max_train_examples=args.max_train_examples,
-                      max_eval_examples=args.max_eval_examples, overrides=dict(args.overrides), init=args.init,
+                      max_eval_examples=args.max_eval_examples, overrides=args.overrides, init=args.init,
                       resume=args.resume, stop_after_epochs=args.stop_after_epochs)
         stage = {"run": api.run_task, "teacher": api.run_teacher, "general": api.run_general, "task": api.run_student}[args.stage]
         if args.stage == "general":
             kwargs["corpus"] = args.corpus
         path = stage(**kwargs)
         if int(os.environ.get("RANK", "0")) == 0:
+            _say_library_note()
             print(path)
         return 0
     except UserError as error:
+        library_note(save=False)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Interrupted as stop:
+        _say_library_note()
         print(f"stopped: {stop}", file=sys.stderr)
         return 3
 

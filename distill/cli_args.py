@@ -6,7 +6,6 @@ Light on purpose: nothing here imports torch or transformers, so a bad flag fail
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from distill.settings import DEFAULT_INIT_HELP, PRESET_NAMES
@@ -21,17 +20,6 @@ def parse_student(text: str):
     if len(parts) == 4 and all(p.isdigit() for p in parts):
         return dict(zip(("layers", "hidden", "heads", "intermediate"), map(int, parts)))
     return text
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    """`--set KEY=VALUE`: the value as JSON when it parses (numbers, true/false), else as a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def add_data_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -58,5 +46,6 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_setting_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
-                        help="override a distillation setting, e.g. --set intermediate_epochs=5 (repeatable)")
+    # KEY=VALUE text, typed by distill.settings.parse_settings against the settings' field types
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a distillation setting, e.g. --set intermediate_epochs=5 (repeatable; true/false, none for no limit)")

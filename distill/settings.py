@@ -13,6 +13,7 @@ layers cut to its width (no general distillation) and distils it for 2 + 4 epoch
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from distill.errors import UserError
@@ -113,6 +114,76 @@ DEFAULT_INIT_HELP = "default: the preset's (" + ", ".join(
     f"{init} for {preset} {task}" for preset, tasks in _PRESET_INIT.items() for task, init in tasks.items()) + ", else general)"
 
 
+_BOOLEANS = {"true": True, "false": False}
+# bounds every preset and override must keep
+_AT_LEAST_ONE = ("max_seq_length", "batch_size", "eval_batch_size", "doc_stride", "max_query_length", "max_answer_length",
+                 "max_train_examples", "max_eval_examples", "teacher_max_train_examples", "general_max_texts")
+_NOT_NEGATIVE = ("teacher_epochs", "general_epochs", "intermediate_epochs", "prediction_epochs", "weight_decay", "warmup_ratio")
+_POSITIVE = ("teacher_lr", "general_lr", "intermediate_lr", "prediction_lr", "temperature")
+
+
+def _field_type(name: str) -> str:
+    """A DistillSettings field's annotation as written ('int', 'float', 'bool', 'str', 'int | None')."""
+    return {f.name: str(f.type) for f in dataclasses.fields(DistillSettings)}[name]
+
+
+def setting_value(name: str, value):
+    """`value` (text from --set KEY=VALUE, or a Python value from the API) as field `name`'s type, or a UserError."""
+    kind = _field_type(name)
+    optional = kind.endswith("| None")
+    base = kind.split("|")[0].strip()
+    wanted = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}[base]
+    if optional:
+        wanted += " or none"
+    if isinstance(value, str) and base != "str":
+        text = value.strip().lower()
+        if optional and text in ("none", "null"):
+            return None
+        try:
+            value = {"int": int, "float": float, "bool": _BOOLEANS.__getitem__}[base](text)
+        except (KeyError, ValueError):
+            raise UserError(f"setting {name} must be {wanted}, got {value!r}") from None
+    elif value is None and optional:
+        return None
+    elif base == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, {"int": int, "float": float, "bool": bool, "str": str}[base]) or (base != "bool" and isinstance(value, bool)):
+        raise UserError(f"setting {name} must be {wanted}, got {value!r}")
+    if base == "float" and not math.isfinite(value):
+        raise UserError(f"setting {name} must be a finite number, got {value!r}")
+    return value
+
+
+def parse_settings(texts) -> dict:
+    """--set KEY=VALUE flags as {field: typed value}: unknown keys and values of the wrong type are UserErrors."""
+    fields = {f.name for f in dataclasses.fields(DistillSettings)}
+    parsed = {}
+    for text in texts or []:
+        key, sep, value = str(text).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {text!r}; e.g. --set intermediate_epochs=5")
+        if key not in fields:
+            raise UserError(f"unknown setting {key!r} in --set; valid: {', '.join(sorted(fields))}")
+        parsed[key] = setting_value(key, value)
+    return parsed
+
+
+def _check_ranges(settings: DistillSettings) -> None:
+    for name in _AT_LEAST_ONE:
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise UserError(f"setting {name} must be at least 1, got {value}" + ("; leave it out to use every example" if "max_" in name and name != "max_seq_length" else ""))
+    for name in _NOT_NEGATIVE:
+        if getattr(settings, name) < 0:
+            raise UserError(f"setting {name} must not be negative, got {getattr(settings, name)}")
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise UserError(f"setting {name} must be above 0, got {getattr(settings, name)}")
+    if settings.warmup_ratio > 1:
+        raise UserError(f"setting warmup_ratio is a fraction of the steps, from 0 to 1; got {settings.warmup_ratio}")
+
+
 def settings_for(task: TaskSpec, preset: str = "quick", overrides: dict | None = None) -> DistillSettings:
     """The preset's settings for `task`, with `overrides` (any DistillSettings field) applied last."""
     if preset not in PRESET_NAMES:
@@ -126,11 +197,9 @@ def settings_for(task: TaskSpec, preset: str = "quick", overrides: dict | None =
     unknown = sorted(set(overrides or {}) - fields)
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
-    values.update(overrides or {})
+    values.update({name: setting_value(name, value) for name, value in (overrides or {}).items()})
     settings = DistillSettings(**values)
-    for name in ("max_seq_length", "batch_size", "eval_batch_size"):
-        if getattr(settings, name) < 1:
-            raise UserError(f"setting {name} must be >= 1, got {getattr(settings, name)}")
+    _check_ranges(settings)
     if settings.general_embedding_init not in EMBEDDING_INITS:
         raise UserError(f"general_embedding_init {settings.general_embedding_init!r} is not one of: {', '.join(EMBEDDING_INITS)}")
     if task.is_qa and settings.doc_stride >= settings.max_seq_length - settings.max_query_length - 3:
