@@ -21,7 +21,7 @@ from distill.features import FEATURE_KEYS, collate
 from distill.general import general_distill, read_corpus, task_texts
 from distill.internals import freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
-from distill.outputs import cached_record, save_model_folder, weights_bytes, write_json
+from distill.outputs import cached_record, check_writable, save_model_folder, weights_bytes, write_json
 from mobile_app.runtime.files import replace_dir
 from distill.settings import default_init, settings_for
 from distill.student import (TEACHER_LAYERS, check_general_source, load_general_encoder, load_teacher_layers, new_student,
@@ -53,6 +53,11 @@ def _probe_batches(features: list[dict], seed: int, pad_id: int) -> list[dict]:
     return [collate([{k: f[k] for k in FEATURE_KEYS} for f in picked[i:i + 16]], pad_id) for i in range(0, len(picked), 16)]
 
 
+def _has_checkpoints(out: Path) -> bool:
+    """Whether a run folder holds anything --resume continues from: epoch checkpoints or a cached teacher / general student."""
+    return any((out / "checkpoints").glob("*/epoch-*")) or (out / "teacher").is_dir() or (out / "general").is_dir()
+
+
 def _parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -74,6 +79,10 @@ class _Run:
         self.shape = resolve_shape(student)
         self.teacher_source = str(teacher) if teacher is not None else default_teacher()
         self.teacher_config = teacher_config(self.teacher_source)
+        positions = getattr(self.teacher_config, "max_position_embeddings", None)
+        if positions and self.settings.max_seq_length > positions:
+            raise UserError(f"max_seq_length {self.settings.max_seq_length} is longer than the teacher's {positions} position "
+                            f"embeddings; use --set max_seq_length={positions} or less")
         self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
         self.init = str(init) if init is not None else default_init(self.task, preset)
         named = ("random", "general", TEACHER_LAYERS)
@@ -101,6 +110,7 @@ class _Run:
                             "(--set general_embedding_init=teacher-pca with --init general) or from a checkpoint (--init PATH)")
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} exists and is not a folder; pass a folder path")
+        check_writable(self.out)
         self.corpus = read_corpus(corpus) if corpus else None
         splits = self.task.load(data_dir) if self.corpus is None or data_dir is not None else {"train": [], "eval": []}
         self.train = _sample(splits["train"], self.settings.max_train_examples, self.seed, keep_order=False)
@@ -230,6 +240,8 @@ def _distil(run: _Run, earlier_stages: bool, resume: bool, stop_after_epochs: in
             raise UserError(f"no fine-tuned teacher in {run.out / 'teacher'}; run `python -m distill teacher` (or `run`) first")
         if run.init == "general" and not (run.out / "general" / "config.json").is_file():
             raise UserError(f"no general student in {run.out / 'general'}; run `python -m distill general` first or pass --init random")
+    if resume and not _has_checkpoints(run.out):
+        raise UserError(f"--resume: {run.out} holds no checkpoints or cached stages to continue from; run without --resume")
     accelerator = accelerator or make_accelerator()
     budget = EpochBudget(stop_after_epochs)
     timings = {}

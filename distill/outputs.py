@@ -2,11 +2,28 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+from distill.errors import UserError
 from mobile_app.runtime.contract import VOCAB_NAME
 from mobile_app.runtime.files import replace_dir
 from mobile_app.runtime.tokenizer import write_vocab
+
+
+def check_writable(folder: Path, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be written, by writing a probe into its nearest existing ancestor (an
+    access check says yes to root on read-only mounts and /proc); leaves nothing behind."""
+    folder = Path(folder)
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag} {folder}: {existing} exists and is not a folder; pass a folder path")
+    try:
+        Path(tempfile.mkdtemp(prefix=".write-probe-", dir=existing)).rmdir()
+    except OSError as error:
+        raise UserError(f"{flag} {folder} cannot be written ({existing}: {error.strerror}); choose a writable folder") from None
 
 
 def save_model_folder(model, tokenizer, folder: Path) -> None:
