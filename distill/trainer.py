@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from distill.errors import UserError
 from distill.features import collate
 
 DONE_FILE = "epoch.json"
@@ -145,6 +146,7 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
         accelerator.load_state(str(phase_dir / f"epoch-{start}"))
         accelerator.print(f"{phase.name}: resuming after epoch {start}")
 
+    trained = [(name, p) for name, p in phase.objective.named_parameters() if p.requires_grad]
     began, first_loss, last_loss, steps = time.time(), None, None, 0
     for epoch in range(start, phase.epochs):
         if not budget.take():
@@ -156,13 +158,18 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
         losses = []
         bar = tqdm(loader, desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}", disable=not accelerator.is_local_main_process,
                    leave=False, dynamic_ncols=True)
-        for batch in bar:
+        for step, batch in enumerate(bar, start=1):
             loss = model(**batch)
+            losses.append(loss.item())
+            where = f"{phase.name} epoch {epoch + 1} step {step}"
+            if not math.isfinite(losses[-1]):
+                raise UserError(f"{where}: the loss is {losses[-1]}; training diverged (lower --set {phase.name}_lr, check the "
+                                "--set values and the teacher); nothing was saved")
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            losses.append(loss.item())
+            _check_finite(trained, where, phase.name)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         steps += len(losses)
         mean = accelerator.gather(torch.tensor([sum(losses) / max(1, len(losses))], device=accelerator.device)).mean().item()
@@ -176,6 +183,18 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
                       f"{first_loss:.4f} (first epoch) -> {last_loss:.4f} (last), {seconds:.0f}s")
     accelerator.free_memory()
     return summary
+
+
+def _check_finite(named_parameters: list, where: str, phase: str) -> None:
+    """Stop at the first step that leaves a NaN or infinity in a trained tensor, naming it (one fused norm per tensor)."""
+    if not named_parameters:
+        return
+    norms = torch._foreach_norm([p.detach() for _, p in named_parameters])
+    finite = torch.isfinite(torch.stack(norms))
+    if not bool(finite.all()):
+        name = named_parameters[int((~finite).nonzero()[0])][0]
+        raise UserError(f"{where}: tensor {name} holds NaN or infinite values after the update; training diverged "
+                        f"(lower --set {phase}_lr, check the --set values); nothing was saved")
 
 
 def _save_epoch(accelerator: Accelerator, phase_dir: Path, epoch: int, info: dict) -> None:
