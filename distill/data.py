@@ -23,11 +23,23 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> UserError:
+    kind = "UTF-16 text" if error.object[:2] in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8 text"
+    return UserError(f"{path}: {kind} (byte {error.start} of a read block is {error.object[error.start:error.start + 1]!r}); "
+                     "save the file as UTF-8")
+
+
 def _tsv_rows(path: Path):
-    """Yield (line_number, fields) of a TSV read without quote handling (the datasets contain bare quotes)."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-            yield number, row
+    """Yield (line_number, fields) of a TSV read without quote handling (the datasets contain bare quotes).
+    UTF-8, with or without a byte-order mark; anything else is a UserError."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            for number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+                yield number, row
+    except UnicodeDecodeError as error:
+        raise _not_utf8(path, error) from None
+    except csv.Error as error:
+        raise UserError(f"{path}: not a tab-separated text file ({error}); save it as UTF-8 TSV") from None
 
 
 def read_sst2(path: str | Path) -> list[dict]:
@@ -92,8 +104,10 @@ def read_squad(path: str | Path) -> list[dict]:
     """SQuAD v1.1 JSON flattened to one dict per question, keeping its article title."""
     path = _require_file(path, "SQuAD JSON file")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             document = json.load(handle)
+    except UnicodeDecodeError as error:
+        raise _not_utf8(path, error) from None
     except json.JSONDecodeError as error:
         raise UserError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
@@ -107,7 +121,10 @@ def read_squad(path: str | Path) -> list[dict]:
                 if not context or not qa.get("question") or not answers:
                     raise UserError(f"{path}: question {qa.get('id')!r} lacks a context, question or answers")
                 for answer in answers:
-                    start = answer["answer_start"]
+                    start = answer.get("answer_start") if isinstance(answer, dict) else None
+                    if not isinstance(answer, dict) or not isinstance(answer.get("text"), str) or type(start) is not int:
+                        raise UserError(f"{path}: question {qa.get('id')!r}: each answer needs a \"text\" string and an integer "
+                                        f"\"answer_start\", got {json.dumps(answer)[:80]}")
                     if context[start:start + len(answer["text"])] != answer["text"]:
                         raise UserError(f"{path}: question {qa['id']!r}: answer_start {start} does not point at {answer['text']!r}")
                 examples.append({
