@@ -101,7 +101,10 @@ def load_student(student_dir) -> nn.Module:
     path = Path(student_dir)
     if not (path / "config.json").is_file():
         raise UserError(f"{path} is not a model folder (no config.json); pass the output folder of `python -m distill`")
-    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path / 'config.json'} ({str(error).splitlines()[0][:120]}); re-save the student folder") from None
     if config.model_type != "bert":
         raise UserError(f"{path} holds a {config.model_type!r} model, not BERT-family; export supports BERT classifiers and QA models")
     arch = (config.architectures or [""])[0]
@@ -110,4 +113,18 @@ def load_student(student_dir) -> nn.Module:
         raise UserError(f"{path} holds a {arch or 'headless'} model; export needs {_CLASSES}")
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{path} has no safetensors weights; save the model with safe_serialization (pickle weights are refused)")
-    return model_class(head).from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()
+    try:
+        model = model_class(head).from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()
+    except Exception as error:  # safetensors' own error type for a truncated or corrupt file, OSError, shape mismatches
+        raise UserError(f"cannot load the student weights in {path} ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+                        "the file is truncated or corrupt: copy it again or re-run distill") from None
+    check_finite(model, path)
+    return model
+
+
+def check_finite(model: nn.Module, path) -> None:
+    """A NaN or infinity in any weight would export a model that answers nothing: refuse it, naming the tensor."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{path}: tensor {name} holds NaN or infinite values; the student is broken (its training diverged), "
+                            "retrain it before exporting")
