@@ -33,6 +33,7 @@ from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, NOT_INSTALLED, 
 from export.verify.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
 from export.verify.runners import TorchRunner, artifact_kind, artifact_label, artifact_runner, runner_runtime
 from export.verify.runtimes import is_installed
+from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
 from mobile_app.runtime.contract import VERIFIED_ON
@@ -165,6 +166,8 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     table = thresholds_with(thresholds, head=manifest["head"])
     tokenizer = WordPieceTokenizer.from_manifest(bundle_dir, manifest)
     examples = spec.load(data_dir)["eval"][:max_examples]
+    check_labels(model.model, student_dir, manifest, bundle_dir)
+    check_tokenizer(student_dir, tokenizer, spec, examples, bundle_dir)
     reference = TorchRunner(model, manifest["buckets"], tokenizer.pad_id)
     started = time.perf_counter()
     windows = [example_inputs(tokenizer, manifest, ex) for ex in tqdm(examples, desc=f"encode {spec.name}", unit="ex", disable=not progress)]

@@ -70,6 +70,8 @@ def parse_threshold_flag(text: str) -> tuple[str, str, float | None]:
     kind, _, name = target.rpartition(".")
     if not sep or name not in _FIELDS:
         raise UserError(f"bad --threshold {text!r}; write [FORMAT/PRECISION.]FIELD=VALUE with FIELD one of {', '.join(sorted(_FIELDS))}")
+    if kind and kind not in THRESHOLDS:
+        raise UserError(f"bad --threshold {text!r}: no artifact kind {kind!r}; kinds: {', '.join(THRESHOLDS)}")
     if value.strip().lower() == "none":
         return kind or "*", name, None
     try:
