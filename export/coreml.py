@@ -155,6 +155,8 @@ def export_coreml(student_dir, bundle_dir, variants=("fp16",), task: str | None 
     spec = resolve_task(student_dir, task, wrapper.head)
     check_labels(model, spec)
     buckets = check_buckets(buckets or spec.buckets, model.config.max_position_embeddings)
+    if flexible == "enumerated" and len(buckets) < 2:
+        raise UserError(f"Core ML enumerated lengths need at least 2 buckets, got {buckets}; give two or more --buckets, or --range")
     tokenizer = tokenizer_settings(student_dir, spec, buckets)
     fresh = base_manifest(spec, student_dir, tokenizer)
     fresh["buckets"] = list(buckets)

@@ -17,6 +17,9 @@ from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
 
 def _text(value) -> str:
+    """Text to tokenize: None is empty, bytes are UTF-8 (bad bytes become U+FFFD), anything else its str()."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="replace")
     return "" if value is None else str(value)
 
 
