@@ -83,13 +83,32 @@ def add_export_commands(subparsers) -> None:
     add_coreml_parser(subparsers)
 
 
+def log_path(args: argparse.Namespace) -> Path:
+    """Where a command's library warnings go: the run folder's export.log (pipeline), else BUNDLE.log beside the bundle."""
+    bundle = getattr(args, "bundle_dir", None)
+    if bundle is None and getattr(args, "student_dir", None) is None:
+        return Path(args.out) / "export.log"
+    bundle = Path(bundle if bundle is not None else args.out)
+    return bundle.parent / f"{bundle.name}.log"
+
+
 def run_command(args: argparse.Namespace) -> int:
-    """A parsed command's handler; a mistake the user can fix is one `error:` line and exit code 2."""
+    """A parsed command's handler; a mistake the user can fix is one `error:` line and exit code 2. Library warnings
+    go to the command's log file (distill/console.py), said in one line; a refused command writes none."""
+    from distill.console import library_note, route_library_output
+
+    message = None
     try:
-        return args.func(args)
+        route_library_output(log_path(args))
+        code = args.func(args)
     except (UserError, BundleError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        code, message = 2, f"error: {error}"
+    note = library_note(save=code != 2)
+    if note:
+        print(f"library warnings: {note}")
+    if message:
+        print(message, file=sys.stderr)
+    return code
 
 
 def build_parser(extra=()) -> argparse.ArgumentParser:

@@ -55,7 +55,9 @@ def convert_float(model: ExportableBert, buckets: list[int]) -> bytes:
         ids, mask, types = model.example_inputs(bucket)
         sample = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         converter = (litert_torch.signature if converter is None else converter.signature)(signature_key(bucket), named, sample_kwargs=sample)
-    with torch.no_grad():
+    from distill.console import library_stdout
+
+    with torch.no_grad(), library_stdout():
         edge_model = converter.convert()
     return bytes(edge_model.model_content())
 
