@@ -141,6 +141,7 @@ def run_app(bundles_dir: str | Path, start_task: str | None = None, screenshot_d
     app = DemoApp(bundles_dir, start_task, screenshot_dir, fmt)
     app.run()
     if app.tour is not None and app.tour.failures:
-        print(f"{app.tour.failures} screen(s) showed no result; see the JSON lines above", file=sys.stderr)
+        # Kivy replaces sys.stderr with its own logger: the summary goes to the terminal's stderr itself
+        print(f"error: {app.tour.failures} screen(s) showed no result; see the JSON lines above", file=sys.__stderr__ or sys.stderr)
         return 1
     return 0

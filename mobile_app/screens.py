@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 from kivy.clock import Clock
 from kivy.graphics import Color, Rectangle
@@ -353,7 +354,9 @@ class MissingBundleScreen(Backdrop):
         super().__init__(padding=dp(18), spacing=dp(12), **kwargs)
         self.task = task
         self.problem = problem
-        self.add_widget(wrapped_label(f"No {task} model yet", font_size=22, bold=True))
+        # a bundle that is there but refused (tampered, mixed, wrong task) is not a missing one
+        refused = (Path(bundle_dir) / "bundle.json").is_file()
+        self.add_widget(wrapped_label(f"The {task} model was refused" if refused else f"No {task} model yet", font_size=22, bold=True))
         self.add_widget(wrapped_label(f"The app looks for a {task} bundle in {bundle_dir}, and could not load it:", font_size=15))
         self.add_widget(wrapped_label(problem, font_size=14, color=(1, 0.6, 0.5, 1)))
         self.add_widget(wrapped_label("Build the bundles of all three tasks with:", font_size=14, color=MUTED))

@@ -264,6 +264,8 @@ def test_missing_bundles_show_how_to_build_them(window, mounted, tmp_path, shots
         assert "make demo" in texts and "python -m export tflite" in texts
     assert "not valid JSON" in root.screens["qa"].problem
     assert "no bundle.json" in root.screens["spam"].problem
+    titles = {task: screen.children[-1].text for task, screen in root.screens.items()}
+    assert titles["qa"] == "The qa model was refused" and titles["spam"] == "No spam model yet"
     save_png(root, shots_dir, "missing.png")
 
 
@@ -300,6 +302,7 @@ def test_cli_without_bundles_exits_1_and_still_renders_the_help_screens(tmp_path
     assert done.returncode == 1
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 3 and all("no bundle.json" in r["problem"] for r in reports)
+    assert done.stderr.strip().splitlines()[-1] == "error: 3 screen(s) showed no result; see the JSON lines above"
 
 
 def test_cli_refuses_an_unwritable_screenshot_folder(tmp_path):
