@@ -57,7 +57,7 @@ def verdict(proc, should_fail=True, lost=None, ok=None):
     if proc.returncode < 0:
         return "crash", f"signal {-proc.returncode}"
     if "Traceback (most recent call last)" in text:
-        last = [l for l in text.splitlines() if l.strip()][-1]
+        last = [line for line in text.splitlines() if line.strip()][-1]
         return "traceback", last[:140]
     if lost:
         return "silent", f"data loss: {lost}"
@@ -66,7 +66,7 @@ def verdict(proc, should_fail=True, lost=None, ok=None):
         return ("handled", "accepted correctly") if good and proc.returncode == 0 else ("silent", f"wrong result (exit {proc.returncode})")
     if proc.returncode == 0:
         return "silent", "exit 0"
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     if last.startswith("error:") or last.startswith("parity FAILED"):
         return "clean", last[:140]

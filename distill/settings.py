@@ -173,7 +173,8 @@ def _check_ranges(settings: DistillSettings) -> None:
     for name in _AT_LEAST_ONE:
         value = getattr(settings, name)
         if value is not None and value < 1:
-            raise UserError(f"setting {name} must be at least 1, got {value}" + ("; leave it out to use every example" if "max_" in name and name != "max_seq_length" else ""))
+            hint = "; leave it out for no limit" if name.startswith(("max_train", "max_eval", "teacher_max", "general_max")) else ""
+            raise UserError(f"setting {name} must be at least 1, got {value}{hint}")
     for name in _NOT_NEGATIVE:
         if getattr(settings, name) < 0:
             raise UserError(f"setting {name} must not be negative, got {getattr(settings, name)}")
