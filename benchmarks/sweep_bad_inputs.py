@@ -45,8 +45,9 @@ def run(argv, timeout=CASE_TIMEOUT_S, **kwargs):
 
 
 def export_tflite(student, out, *extra):
+    """A one-precision export of the tiny student (a real conversion when the input is good: a longer timeout)."""
     return run(["-m", "export", "tflite", str(student), "--out", str(out), "--task", "sentiment", "--precisions", "fp32",
-                "--buckets", *TINY_BUCKETS, *extra])
+                "--buckets", *TINY_BUCKETS, *extra], timeout=900)
 
 
 def verdict(proc, should_fail=True, lost=None, ok=None):
@@ -203,7 +204,7 @@ class Sweep:
     def case_reexport_other_student(self):
         bundle = self.root / "bundle_mixed"
         first = run(["-m", "export", "tflite", str(self.student), "--out", str(bundle), "--task", "sentiment",
-                     "--precisions", "fp32", "int8-dynamic", "--buckets", *TINY_BUCKETS])
+                     "--precisions", "fp32", "int8-dynamic", "--buckets", *TINY_BUCKETS], timeout=900)
         if first.returncode:
             self.record("re-export another student into a bundle", first)
             return
