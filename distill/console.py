@@ -2,13 +2,15 @@
 
 torch, torchao, transformers, coremltools, litert-torch and the quantizer warn through Python's `warnings` and
 `logging` (torch and transformers with their own stderr handlers, others through logging's last-resort
-handler). `route_library_output(log_path)` sends all of them to one file, opened only when something is
-written, and stops transformers' weight-loading bars; the kit's own lines and progress bars stay on the
-console. `library_note()` is the one line that says where they went. Every CLI calls both.
+handler). `route_library_output(log_path)` holds all of them for one log file and stops transformers'
+weight-loading bars; the kit's own lines and progress bars stay on the console. `library_note()` writes
+the file at the end (not for a refused command, which writes nothing) and is the one line that says where
+they went. Every CLI calls both.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -18,26 +20,26 @@ _OWN_HANDLERS = ("torch", "transformers")
 _state: dict = {"handler": None}
 
 
-class _CountingFileHandler(logging.FileHandler):
-    """A log file created on the first record, that counts the records it took."""
+class _HeldLog(logging.Handler):
+    """Log records held in memory, written to the log file when the command ends in something other than bad input
+    (a refused command writes nothing, not even its log)."""
 
     def __init__(self, path: Path):
-        super().__init__(path, delay=True, encoding="utf-8")
-        self.count = 0
+        super().__init__()
+        self.path = path
+        self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return
-        self.count += 1
-        super().emit(record)
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted must not stop the run
+            self.handleError(record)
 
 
 def _take_over(name: str, handler: logging.Handler) -> None:
     logger = logging.getLogger(name)
     for old in list(logger.handlers):  # the library's console handler, or an earlier call's file
-        if old is not handler and (isinstance(old, _CountingFileHandler) or not isinstance(old, logging.FileHandler)):
+        if old is not handler and (isinstance(old, _HeldLog) or not isinstance(old, logging.FileHandler)):
             logger.removeHandler(old)
     if handler not in logger.handlers:
         logger.addHandler(handler)
@@ -55,8 +57,7 @@ def route_library_output(log_path: str | Path) -> Path:
     finish = _state.get("handler")
     if finish is not None:
         logging.getLogger().removeHandler(finish)
-        finish.close()
-    handler = _CountingFileHandler(log_path)
+    handler = _HeldLog(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     _state["handler"] = handler
     root = logging.getLogger()
@@ -79,23 +80,34 @@ def route_library_output(log_path: str | Path) -> Path:
     return log_path
 
 
-def library_note() -> str | None:
-    """'N library messages: PATH' when any were written since route_library_output, else None."""
+def library_note(save: bool = True) -> str | None:
+    """Write the held library messages to the log file (save=True) and return the one line that says so, or None when
+    there were none or the command was refused (save=False: nothing is written)."""
     handler = _state.get("handler")
-    if handler is None or not handler.count:
+    if handler is None or not handler.lines:
         return None
-    handler.flush()
-    return f"({handler.count} library message{'s' if handler.count != 1 else ''} in {handler.baseFilename})"
+    lines, handler.lines = handler.lines, []
+    if not save:
+        return None
+    try:
+        handler.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(handler.path, "a", encoding="utf-8") as log:
+            log.write("\n".join(lines) + "\n")
+    except OSError:
+        return None
+    return f"({len(lines)} library message{'s' if len(lines) != 1 else ''} in {handler.path})"
 
 
 @contextlib.contextmanager
 def library_stdout():
-    """Inside: what a library prints to sys.stdout (litert-torch's conversion tree) goes to the log file too."""
+    """Inside: what a library prints to sys.stdout (litert-torch's conversion tree) is held with the log records."""
     handler = _state.get("handler")
     if handler is None:
         yield
         return
-    path = Path(handler.baseFilename)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-        yield
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        handler.lines.extend(line for line in printed.getvalue().splitlines() if line.strip())

@@ -256,3 +256,23 @@ def test_a_diverging_run_stops_at_the_step_naming_the_loss_or_tensor(tiny_classi
     line = _one_error(code, capsys, "intermediate epoch 1 step ")
     assert "nothing was saved" in line and ("the loss is" in line or "tensor " in line), line
     assert not (tmp_path / "out" / "student").exists()
+
+
+# ---- the console a user reads --------------------------------------------------------------------------------------
+def _cli(*argv, timeout=300):
+    from tests.conftest import REPO_ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_refused_command_prints_its_error_line_only_and_writes_nothing(tiny_classifier_dir, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n")
+    done = _cli("-m", "export", "tflite", str(tiny_classifier_dir), "--out", str(notes), *TFLITE_FP32)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"error: --out {notes} is an existing file; pass a folder path for the bundle (nothing was written)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    done = _cli("-m", "distill", "run", "--task", "spam", "--out", str(tmp_path / "run"), "--set", "batch_size=abc", timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", "error: setting batch_size must be a whole number, got 'abc'\n")
+    assert not (tmp_path / "run").exists()
