@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from export.cli import main as export_main
+from export.__main__ import main as export_main
 from mobile_app.runtime.bundle import sha256_path
 from tests.conftest import TINY_BUCKETS
 
