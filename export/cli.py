@@ -83,13 +83,17 @@ def add_export_commands(subparsers) -> None:
     add_coreml_parser(subparsers)
 
 
-def log_path(args: argparse.Namespace) -> Path:
-    """Where a command's library warnings go: the run folder's export.log (pipeline), else BUNDLE.log beside the bundle."""
+def log_path(args: argparse.Namespace) -> Path | None:
+    """Where a command's library warnings go: BUNDLE.log beside the bundle (tflite, coreml, verify), the run folder's
+    export.log (pipeline); None for the commands that keep their own (distill: OUT/distill.log; the app: Kivy's log)."""
     bundle = getattr(args, "bundle_dir", None)
-    if bundle is None and getattr(args, "student_dir", None) is None:
+    if bundle is None and getattr(args, "student_dir", None) is not None:
+        bundle = args.out
+    if bundle is not None:
+        return Path(bundle).parent / f"{Path(bundle).name}.log"
+    if getattr(args, "command", None) == "pipeline":
         return Path(args.out) / "export.log"
-    bundle = Path(bundle if bundle is not None else args.out)
-    return bundle.parent / f"{bundle.name}.log"
+    return None
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -99,7 +103,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     message = None
     try:
-        route_library_output(log_path(args))
+        if log_path(args) is not None:
+            route_library_output(log_path(args))
         code = args.func(args)
     except (UserError, BundleError) as error:
         code, message = 2, f"error: {error}"
