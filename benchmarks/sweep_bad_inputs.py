@@ -284,8 +284,9 @@ class Sweep:
     def _distill(self, name, *extra):
         """A tiny distill run (the tiny student as a ready teacher, 1 epoch per phase) that the bad input must stop."""
         return run(["-m", "distill", "run", "--task", "sentiment", "--data-dir", str(self.data), "--out", str(self.root / name),
-                    "--teacher", str(self.student), "--student", "1x32x4x64", "--init", "random", "--max-eval-examples", "32",
-                    "--set", "max_seq_length=32", "--set", "intermediate_epochs=1", "--set", "prediction_epochs=1", *extra])
+                    "--teacher", str(self.student), "--student", "1x32x4x64", "--init", "random", "--max-train-examples", "64",
+                    "--max-eval-examples", "32", "--set", "max_seq_length=32", "--set", "intermediate_epochs=1",
+                    "--set", "prediction_epochs=1", *extra])
 
     def case_set_values(self):
         for setting in ("batch_size=abc", "intermediate_lr=fast", "batch_size=1.5", "intermediate_epochs=-1",
