@@ -118,8 +118,10 @@ _BOOLEANS = {"true": True, "false": False}
 # bounds every preset and override must keep
 _AT_LEAST_ONE = ("max_seq_length", "batch_size", "eval_batch_size", "doc_stride", "max_query_length", "max_answer_length",
                  "max_train_examples", "max_eval_examples", "teacher_max_train_examples", "general_max_texts")
-_NOT_NEGATIVE = ("teacher_epochs", "general_epochs", "intermediate_epochs", "prediction_epochs", "weight_decay", "warmup_ratio")
-_POSITIVE = ("teacher_lr", "general_lr", "intermediate_lr", "prediction_lr", "temperature")
+# a learning rate of 0 keeps a phase's weights as they start (tests use it); a temperature of 0 divides by zero
+_NOT_NEGATIVE = ("teacher_epochs", "general_epochs", "intermediate_epochs", "prediction_epochs", "weight_decay", "warmup_ratio",
+                 "teacher_lr", "general_lr", "intermediate_lr", "prediction_lr")
+_POSITIVE = ("temperature",)
 
 
 def _field_type(name: str) -> str:
