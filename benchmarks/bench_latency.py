@@ -278,7 +278,7 @@ def main(argv=None) -> int:
     if args.bundle and not (args.bundle / "bundle.json").is_file():
         print(f"error: {args.bundle} is not a bundle (no bundle.json); export one with `python -m export tflite`", file=sys.stderr)
         return 2
-    from mobile_app.runtime.backends import DEFAULT_PRECISION
+    from mobile_app.runtime.contract import DEFAULT_PRECISION
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine_before = machine_line()

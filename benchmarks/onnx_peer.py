@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_app.runtime.backends import INPUT_NAMES, Backend
+from mobile_app.runtime.backends import Backend
+from mobile_app.runtime.contract import INPUT_NAMES
 
 
 def export_onnx_int8(student_dir: str | Path, out_dir: Path) -> Path:
