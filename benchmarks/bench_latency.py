@@ -298,7 +298,9 @@ def main(argv=None) -> int:
     header = (f"{started}; task {notes['task']}, seq {bucket}, batch 1, {args.threads} thread(s), {args.rounds} interleaved rounds "
               f"x {args.runs} calls; machine at start: {machine_before}; at end: load average {os.getloadavg()[0]:.1f}\n"
               f"accuracy/agreement: artifacts from parity.json ({notes.get('parity_examples') or 'no parity.json'} eval examples), "
-              f"ONNX here vs PyTorch on the first {notes.get('quality_examples', '-')} (PyTorch there: {notes.get('reference_metric_here', float('nan')):.2f}); app e2e input: {notes.get('e2e_input')}"
+              + (f"ONNX here vs PyTorch on the first {notes['quality_examples']} (PyTorch there: {notes['reference_metric_here']:.2f})"
+                 if "quality_examples" in notes else "ONNX not scored (classification bundles with --data-dir only)")
+              + f"; app e2e input: {notes.get('e2e_input')}"
               + (f"\n{notes['onnx']}" if "onnx" in notes else ""))
     print(f"\n{header}\n\n{text}\n\n" + "\n".join(lines))
     if args.out:
