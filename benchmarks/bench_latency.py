@@ -64,7 +64,7 @@ def build_random_student(root: Path) -> Path:
     model.eval().save_pretrained(student, safe_serialization=True)
     for name in ("vocab.txt", "tokenizer_config.json"):
         shutil.copyfile(Path(teacher) / name, student / name)
-    export_tflite(student, root / "bundle", precisions=["fp32", "int8-dynamic", "int8-emb4"], task=spec.name)
+    export_tflite(student, root / "bundle", precisions=["fp32", "int8-dynamic"], task=spec.name)
     return root / "bundle"
 
 
