@@ -3,6 +3,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= $(abspath ../shared/data)
+# Ready fine-tuned teachers, MODELS_DIR/<task>/ (README, "Data and teachers"); without them each task's teacher is
+# fine-tuned from the offline MiniLM base first (slower, and a weaker teacher).
+MODELS_DIR ?= $(abspath ../shared/models)
 STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -31,7 +34,9 @@ runtimes: $(STAMP)
 	@$(BIN)/python -m export.verify.runtimes install
 
 demo: setup
-	$(BIN)/python -m export pipeline --data-dir $(DATA_DIR) --out runs/demo --bundles bundles
+	@if [ -d "$(MODELS_DIR)" ]; then teachers="--teachers $(MODELS_DIR)"; \
+	else teachers=""; echo "note: no teachers in MODELS_DIR=$(MODELS_DIR); fine-tuning each task's teacher from the MiniLM base first"; fi; \
+	set -x; $(BIN)/python -m export pipeline --data-dir $(DATA_DIR) --out runs/demo --bundles bundles $$teachers
 
 test: setup
 	$(BIN)/ruff check .

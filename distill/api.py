@@ -83,8 +83,10 @@ class _Run:
         if positions and self.settings.max_seq_length > positions:
             raise UserError(f"max_seq_length {self.settings.max_seq_length} is longer than the teacher's {positions} position "
                             f"embeddings; use --set max_seq_length={positions} or less")
+        # a teacher with the task's head is used as it is (a head for another task or other labels is refused here)
+        self.teacher_ready = has_task_head(self.teacher_config, self.task, self.teacher_source)
         self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
-        self.init = str(init) if init is not None else default_init(self.task, preset)
+        self.init = str(init) if init is not None else default_init(self.task, preset, self.teacher_ready)
         named = ("random", "general", TEACHER_LAYERS)
         if self.init not in named and not Path(self.init).exists() and self.init.count("/") != 1:
             raise UserError(f"--init {self.init!r} is not 'random', 'general', '{TEACHER_LAYERS}', a folder or a hub id (owner/name)")
@@ -236,7 +238,7 @@ def _distil(run: _Run, earlier_stages: bool, resume: bool, stop_after_epochs: in
     if fresh is not None:
         return fresh
     if not earlier_stages:
-        if not has_task_head(run.teacher_config, run.task) and not (run.out / "teacher" / TEACHER_KEY_FILE).is_file():
+        if not run.teacher_ready and not (run.out / "teacher" / TEACHER_KEY_FILE).is_file():
             raise UserError(f"no fine-tuned teacher in {run.out / 'teacher'}; run `python -m distill teacher` (or `run`) first")
         if run.init == "general" and not (run.out / "general" / "config.json").is_file():
             raise UserError(f"no general student in {run.out / 'general'}; run `python -m distill general` first or pass --init random")

@@ -10,6 +10,7 @@ from distill.cli_args import add_data_argument, add_distill_arguments, add_setti
 from distill.console import library_note, route_library_output
 from distill.errors import UserError
 from distill.tasks import TASKS
+from distill.teacher_spec import teachers_for
 
 COMMANDS = {"run": "every stage: teacher, general distillation (with --init general), task distillation",
             "teacher": "fine-tune the teacher's task head (cached in OUT/teacher/)",
@@ -68,12 +69,13 @@ def check_args(args: argparse.Namespace) -> dict:
 def run_command(args: argparse.Namespace) -> int:
     """Run the chosen stage; prints the folder it wrote. Exit 2 on bad input, 3 when stopped early."""
     try:
+        teacher = teachers_for((args.task,), args.teacher, args.teachers).get(args.task)  # before the heavy imports
         args.overrides = check_args(args)
         route_library_output(Path(args.out) / LOG_NAME)
         from distill import api
         from distill.trainer import Interrupted
 
-        kwargs = dict(task=args.task, data_dir=args.data_dir, out_dir=args.out, preset=args.preset, teacher=args.teacher,
+        kwargs = dict(task=args.task, data_dir=args.data_dir, out_dir=args.out, preset=args.preset, teacher=teacher,
                       student=args.student, seed=args.seed, max_train_examples=args.max_train_examples,
                       max_eval_examples=args.max_eval_examples, overrides=args.overrides, init=args.init,
                       resume=args.resume, stop_after_epochs=args.stop_after_epochs)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distill.settings import DEFAULT_INIT_HELP, PRESET_NAMES
 from distill.student import PRESETS
+from distill.teacher_spec import TEACHER_HELP, TEACHERS_HELP
 
 DEFAULT_STUDENT = "tinybert-4l-312d"
 
@@ -32,8 +33,8 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="quick", choices=PRESET_NAMES,
                         help="quick: minutes on 2 cores; medium: a better student (2 cores: ~20 min for sentiment or spam, "
                              "~2 h for QA); full: the paper's schedule (default quick)")
-    parser.add_argument("--teacher", default=None, help="BERT model folder or hub id (default: the offline MiniLM-L6-H384 base, "
-                        "its task head fine-tuned first)")
+    parser.add_argument("--teacher", action="append", default=None, metavar="[TASK=]PATH_OR_HUB_ID", help=TEACHER_HELP)
+    parser.add_argument("--teachers", default=None, metavar="DIR", help=TEACHERS_HELP)
     parser.add_argument("--student", default=DEFAULT_STUDENT, type=parse_student,
                         help=f"student preset ({', '.join(PRESETS)}; default {DEFAULT_STUDENT}) or LAYERSxHIDDENxHEADSxINTERMEDIATE, "
                              "e.g. 2x64x4x128")

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from distill import metrics
-from distill.features import classification_features, best_spans, collate, qa_eval_features
+from distill.features import classification_features, collate, qa_answers, qa_eval_features
 from distill.objectives import task_logits
 
 
@@ -29,9 +29,9 @@ def predict_logits(accelerator, model, features: list[dict], batch_size: int, de
 def evaluate(accelerator, model, task, tokenizer, examples: list[dict], settings, desc: str = "eval") -> dict[str, float]:
     """{"accuracy", "f1"} for classification (F1 of the positive class), {"exact_match", "f1"} for QA."""
     if task.is_qa:
-        inputs, spans = qa_eval_features(tokenizer, examples, settings.max_seq_length, settings.doc_stride, settings.max_query_length)
+        inputs, windows = qa_eval_features(tokenizer, examples, settings.max_seq_length, settings.doc_stride, settings.max_query_length)
         start, end = predict_logits(accelerator, model, inputs, settings.eval_batch_size, desc, tokenizer.pad_token_id)
-        return metrics.squad_scores(best_spans(examples, spans, start, end, settings.max_answer_length), examples)
+        return metrics.squad_scores(qa_answers(examples, windows, start, end, settings.max_answer_length), examples)
     features = classification_features(tokenizer, examples, settings.max_seq_length)
     (logits,) = predict_logits(accelerator, model, features, settings.eval_batch_size, desc, tokenizer.pad_token_id)
     predictions = logits.argmax(-1)

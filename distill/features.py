@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mobile_app.runtime.contract import INPUT_NAMES
+from mobile_app.runtime.qa import QAWindow, best_span
 
 FEATURE_KEYS = INPUT_NAMES  # the model inputs a feature carries, named as the bundle names them
 
@@ -57,39 +58,47 @@ def qa_train_features(tokenizer, examples: list[dict], max_length: int, doc_stri
     return features
 
 
-def qa_eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int, max_query_length: int) -> tuple[list[dict], list[dict]]:
-    """(model inputs, span info) per window; span info keeps the example index and context offsets.
+def qa_eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int, max_query_length: int) -> tuple[list[dict], list[tuple[int, QAWindow]]]:
+    """(model inputs, (example index, the window as the phone's QA code reads it)) per window.
 
-    Padded to max_length so every process's logits have one shape for gathering."""
+    Padded to max_length so every process's logits have one shape for gathering. Each window carries its context
+    offsets and every context token's whole-word span (HF's word ids, over all windows of the example), so that
+    `mobile_app.qa.best_span` picks and snaps answers here exactly as it does on the phone and in verify."""
     enc = _qa_windows(tokenizer, examples, max_length, doc_stride, max_query_length, padding="max_length")
-    inputs, spans = [], []
+    words: dict[int, dict[int, list[int]]] = {}
     for i, offsets in enumerate(enc["offset_mapping"]):
+        spans = words.setdefault(enc["overflow_to_sample_mapping"][i], {})
+        for (start, end), word, seq in zip(offsets, enc.word_ids(i), enc.sequence_ids(i)):
+            if seq == 1:
+                span = spans.setdefault(word, [start, end])
+                span[0], span[1] = min(span[0], start), max(span[1], end)
+    inputs, windows = [], []
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        example = enc["overflow_to_sample_mapping"][i]
         sequence_ids = enc.sequence_ids(i)
-        inputs.append({k: enc[k][i] for k in FEATURE_KEYS})
-        spans.append({"example": enc["overflow_to_sample_mapping"][i],
-                      "offsets": [tuple(o) if s == 1 else None for o, s in zip(offsets, sequence_ids)]})
-    return inputs, spans
+        context = [s == 1 for s in sequence_ids]
+        row = {k: enc[k][i] for k in FEATURE_KEYS}
+        inputs.append(row)
+        windows.append((example, QAWindow(row["input_ids"], row["token_type_ids"], row["attention_mask"],
+                                          [tuple(o) if c else None for o, c in zip(offsets, context)],
+                                          context.index(True) if any(context) else len(context),
+                                          [tuple(words[example][w]) if c else None for w, c in zip(enc.word_ids(i), context)])))
+    return inputs, windows
 
 
-def best_spans(examples: list[dict], spans: list[dict], start_logits: np.ndarray, end_logits: np.ndarray,
-               max_answer_length: int, n_best: int = 20) -> dict[str, str]:
-    """The highest start+end score span of context tokens over each example's windows -> {id: answer text}."""
-    best: dict[int, tuple[float, str]] = {}
-    for span, starts, ends in zip(spans, start_logits, end_logits):
-        offsets = span["offsets"]
-        top_starts = np.argsort(starts)[::-1][:n_best]
-        top_ends = np.argsort(ends)[::-1][:n_best]
-        context = examples[span["example"]]["context"]
-        for s in top_starts:
-            for e in top_ends:
-                if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
-                    continue
-                if e < s or e - s + 1 > max_answer_length:
-                    continue
-                score = float(starts[s] + ends[e])
-                if span["example"] not in best or score > best[span["example"]][0]:
-                    best[span["example"]] = (score, context[offsets[s][0]:offsets[e][1]])
-    return {example["id"]: best.get(i, (0.0, ""))[1] for i, example in enumerate(examples)}
+def qa_answers(examples: list[dict], windows: list[tuple[int, QAWindow]], start_logits: np.ndarray, end_logits: np.ndarray,
+               max_answer_length: int) -> dict[str, str]:
+    """{id: the answer text the phone would show}: `mobile_app.qa.best_span` over each example's windows."""
+    grouped: dict[int, list[int]] = {}
+    for row, (example, _) in enumerate(windows):
+        grouped.setdefault(example, []).append(row)
+    answers = {}
+    for index, example in enumerate(examples):
+        rows = grouped.get(index, [])
+        answers[example["id"]] = best_span([windows[r][1] for r in rows], [start_logits[r] for r in rows],
+                                           [end_logits[r] for r in rows], example["context"],
+                                           max_answer_length=max_answer_length).text
+    return answers
 
 
 # a logit that softmax turns into zero probability, finite so that 0 * log-probability stays 0

@@ -102,16 +102,24 @@ PRESET_NAMES = tuple(_PRESET_LAYERS)
 # fine-tuned teacher's own layers cut to the student's width (distill/narrowing.py). From general distillation
 # tinybert-4l-312d kept 22% of the teacher's F1 there; from the teacher's layers, 90% (README, "Distillation").
 _PRESET_INIT = {"medium": {"qa": "teacher-layers"}}
+# Given a teacher that already has the task's head (--teacher / --teachers), quick trains no teacher and starts every
+# task's student from that teacher's own layers: no general distillation, the whole budget goes to the student
+# (README, "Measured": the ready-teacher quick table).
+_READY_TEACHER_INIT = {"quick": "teacher-layers"}
 
 
-def default_init(task: TaskSpec, preset: str) -> str:
-    """The student start `preset` uses for `task` when the caller names none."""
+def default_init(task: TaskSpec, preset: str, teacher_ready: bool = False) -> str:
+    """The student start `preset` uses for `task` when the caller names none (`teacher_ready`: the teacher was given
+    with the task's head, so it is not fine-tuned here)."""
+    if teacher_ready and preset in _READY_TEACHER_INIT:
+        return _READY_TEACHER_INIT[preset]
     return _PRESET_INIT.get(preset, {}).get(task.name, "general")
 
 
 # for --init's help in every command that takes it, so the help follows the table
 DEFAULT_INIT_HELP = "default: the preset's (" + ", ".join(
-    f"{init} for {preset} {task}" for preset, tasks in _PRESET_INIT.items() for task, init in tasks.items()) + ", else general)"
+    [f"{init} for {preset} {task}" for preset, tasks in _PRESET_INIT.items() for task, init in tasks.items()]
+    + [f"{init} for {preset} with a teacher that has the task's head" for preset, init in _READY_TEACHER_INIT.items()]) + ", else general)"
 
 
 _BOOLEANS = {"true": True, "false": False}

@@ -1,5 +1,8 @@
 """The teacher: any BERT-family folder or hub id, used as is when it has the task's head, else fine-tuned once.
 
+A given teacher with a head must be the task's: the right head class and, for classifiers, the task's labels in
+order (or generic LABEL_i names, taken in task order; its measured metric in the report shows whether that holds).
+
 A fine-tuned teacher is cached in OUT/teacher/ with the hash of everything that shaped it (teacher weights,
 task, settings, seed, training examples) in `teacher_key.json`; a later run with the same key reuses it.
 """
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -51,12 +55,29 @@ def teacher_config(source: str):
     return config
 
 
-def has_task_head(config, task) -> bool:
-    """True when the teacher already is a classifier with the task's label count, or a QA model."""
+# Encoders without a task head: their head is fine-tuned first. Anything else with a head must be the task's own.
+BASE_ARCHITECTURES = ("", "BertModel", "BertForMaskedLM", "BertForPreTraining", "BertLMHeadModel")
+GENERIC_LABEL = re.compile(r"LABEL_\d+")
+
+
+def has_task_head(config, task, source: str = "the teacher") -> bool:
+    """True when the teacher already has the task's head and labels (it is used as it is), False for a base encoder
+    (its head is fine-tuned first); a head for another task or other labels is refused (UserError, one line)."""
     arch = (config.architectures or [""])[0]
-    if arch != HEAD_ARCHITECTURES[task.head]:
+    if arch in BASE_ARCHITECTURES:
         return False
-    return task.is_qa or config.num_labels == len(task.labels)
+    wanted = HEAD_ARCHITECTURES[task.head]
+    if arch != wanted:
+        raise UserError(f"teacher {source} is a {arch}, not a {wanted} for {task.name}; pass a {task.name} teacher "
+                        "or a base BERT encoder to fine-tune")
+    if task.is_qa:
+        return True
+    names = [str(config.id2label.get(i, config.id2label.get(str(i), ""))) for i in range(config.num_labels)]
+    generic = all(GENERIC_LABEL.fullmatch(n) for n in names)
+    if len(names) != len(task.labels) or not (generic or [n.lower() for n in names] == list(task.labels)):
+        raise UserError(f"teacher {source} has labels {', '.join(names)}; task {task.name} needs {', '.join(task.labels)} "
+                        "in that order; pass a teacher fine-tuned for it, or a base encoder to fine-tune")
+    return True
 
 
 def load_tokenizer(source: str) -> BertTokenizerFast:
@@ -90,9 +111,13 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
                     resume: bool, budget, force: bool = False) -> tuple[torch.nn.Module, dict]:
     """(teacher model in eval mode, report info). Fine-tunes and caches when the teacher lacks the task head."""
     config = teacher_config(source)
-    if has_task_head(config, task):
+    if has_task_head(config, task, source):
         model = _load(source, task)
-        return model.eval(), {"source": source, "dir": source, "fine_tuned": False}
+        labels = "" if task.is_qa else f", labels {', '.join(model.config.id2label[i] for i in range(model.config.num_labels))}"
+        accelerator.print(f"teacher: {source} already has the {task.name} head ({type(model).__name__}{labels}); "
+                          "used as given, not fine-tuned; its metric is measured on the eval split")
+        return model.eval(), {"source": source, "dir": source, "given": True, "fine_tuned": False,
+                              "architecture": type(model).__name__}
     teacher_dir = Path(out_dir) / "teacher"
     examples = train_examples[:settings.teacher_max_train_examples] if settings.teacher_max_train_examples else train_examples
     key = cache_key(source, task, settings, seed, examples)

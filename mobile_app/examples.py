@@ -1,16 +1,19 @@
-"""Example inputs the demo app offers to tap, copied verbatim from the real data sets.
+"""Example inputs the demo app offers to tap, taken from the real data sets (SST-2's written back as natural text).
 
 They ship inside the app (the phone has no data folder); tests/test_app_examples.py checks that each one
-still appears word for word in /work/shared/data, so they stay real examples and never drift.
+still appears in /work/shared/data, so they stay real examples and never drift. They are the data sets' own
+sentences, two of each class, not ones picked because the model gets them right (the README shows what it answers).
 """
 from __future__ import annotations
 
-# SST-2 dev (sst2/dev.tsv): lower-cased, PTB-tokenized as GLUE ships it.
+# SST-2 dev (sst2/dev.tsv) ships lower-cased and PTB-tokenized ("it 's a charming ... ."); the app shows the same
+# sentences as a person writes them: capitals and punctuation back in place, nothing else changed (the test checks
+# that each one, lower-cased and without spaces, is a dev sentence).
 SENTIMENT = (
-    "it 's a charming and often affecting journey .",
-    "it 's slow -- very , very slow .",
-    "a gorgeous , witty , seductive movie .",
-    "i had to look away - this was god awful .",
+    "It's a charming and often affecting journey.",
+    "It's slow -- very, very slow.",
+    "A gorgeous, witty, seductive movie.",
+    "I had to look away - this was god awful.",
 )
 
 # UCI SMS Spam Collection (sms_spam/SMSSpamCollection).

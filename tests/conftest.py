@@ -29,6 +29,22 @@ def tiny_classifier_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_spam_dir(tmp_path_factory) -> Path:
+    """A tiny ready spam teacher: a classifier with the spam task's labels."""
+    from tests.tiny_models import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_spam"), head="classification", labels=("ham", "spam"))
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory) -> Path:
+    """A tiny BERT encoder without a task head: a teacher whose head a run fine-tunes."""
+    from tests.tiny_models import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_base"), head="base")
+
+
+@pytest.fixture(scope="session")
 def tiny_qa_dir(tmp_path_factory) -> Path:
     from tests.tiny_models import make_tiny_bert
 

@@ -6,9 +6,16 @@ import json
 from mobile_app import examples
 
 
-def test_sentiment_examples_are_sst2_dev_sentences(data_dir):
-    sentences = {line.rsplit("\t", 1)[0].strip() for line in (data_dir / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]}
-    assert set(examples.SENTIMENT) <= sentences
+def _squeezed(text: str) -> str:
+    """Lower case without whitespace: PTB tokenization ("it 's ... .") and natural writing ("It's ....") agree."""
+    return "".join(text.lower().split())
+
+
+def test_sentiment_examples_are_sst2_dev_sentences_in_natural_writing(data_dir):
+    sentences = {_squeezed(line.rsplit("\t", 1)[0]) for line in (data_dir / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]}
+    assert {_squeezed(text) for text in examples.SENTIMENT} <= sentences
+    for text in examples.SENTIMENT:  # written as a person would: a capital first, no space before punctuation
+        assert text[0].isupper() and " ." not in text and " ," not in text and " '" not in text, text
 
 
 def test_spam_examples_are_uci_messages_of_both_classes(data_dir):

@@ -37,8 +37,8 @@ def _spam(teacher, data_dir, out, **kwargs):
     return run_task("spam", data_dir, out, **args)
 
 
-def test_tiny_run_lowers_loss_and_writes_a_loadable_folder(tiny_classifier_dir, data_dir, tmp_path):
-    student_dir = _spam(tiny_classifier_dir, data_dir, tmp_path / "out")
+def test_tiny_run_lowers_loss_and_writes_a_loadable_folder(tiny_spam_dir, data_dir, tmp_path):
+    student_dir = _spam(tiny_spam_dir, data_dir, tmp_path / "out")
     assert student_dir == tmp_path / "out" / "student"
     report = json.loads((student_dir / REPORT_FILE).read_text())
     phase = report["phases"]["intermediate"]
@@ -54,44 +54,44 @@ def test_tiny_run_lowers_loss_and_writes_a_loadable_folder(tiny_classifier_dir, 
     assert not (tmp_path / "out" / "checkpoints").exists()
     # a second identical call is skipped (same run key) and leaves the folder untouched
     stamp = (student_dir / "model.safetensors").stat().st_mtime_ns
-    assert _spam(tiny_classifier_dir, data_dir, tmp_path / "out") == student_dir
+    assert _spam(tiny_spam_dir, data_dir, tmp_path / "out") == student_dir
     assert (student_dir / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_resume_after_interruption_gives_the_same_weights(tiny_classifier_dir, data_dir, tmp_path):
-    straight = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "a") / "model.safetensors"))
+def test_resume_after_interruption_gives_the_same_weights(tiny_spam_dir, data_dir, tmp_path):
+    straight = load_file(str(_spam(tiny_spam_dir, data_dir, tmp_path / "a") / "model.safetensors"))
     with pytest.raises(Interrupted):
-        _spam(tiny_classifier_dir, data_dir, tmp_path / "b", stop_after_epochs=1)
+        _spam(tiny_spam_dir, data_dir, tmp_path / "b", stop_after_epochs=1)
     assert not (tmp_path / "b" / "student").exists()
     assert (tmp_path / "b" / "checkpoints" / "intermediate" / "epoch-1" / "model.safetensors").is_file()
-    resumed = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "b", resume=True) / "model.safetensors"))
+    resumed = load_file(str(_spam(tiny_spam_dir, data_dir, tmp_path / "b", resume=True) / "model.safetensors"))
     # interrupted between the phases: the finished intermediate phase is loaded from its last checkpoint
     with pytest.raises(Interrupted):
-        _spam(tiny_classifier_dir, data_dir, tmp_path / "c", stop_after_epochs=2)
-    between = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "c", resume=True) / "model.safetensors"))
+        _spam(tiny_spam_dir, data_dir, tmp_path / "c", stop_after_epochs=2)
+    between = load_file(str(_spam(tiny_spam_dir, data_dir, tmp_path / "c", resume=True) / "model.safetensors"))
     assert straight.keys() == resumed.keys() == between.keys()
     for name, tensor in straight.items():
         assert torch.equal(tensor, resumed[name]), name
         assert torch.equal(tensor, between[name]), name
 
 
-def test_resume_inside_the_prediction_phase_gives_the_same_weights(tiny_classifier_dir, data_dir, tmp_path):
+def test_resume_inside_the_prediction_phase_gives_the_same_weights(tiny_spam_dir, data_dir, tmp_path):
     """The teacher's logits are cached in memory for the prediction phase: a resume recomputes the same cache."""
     two_epochs = dict(FAST, prediction_epochs=2)
-    straight = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "a", overrides=two_epochs) / "model.safetensors"))
+    straight = load_file(str(_spam(tiny_spam_dir, data_dir, tmp_path / "a", overrides=two_epochs) / "model.safetensors"))
     with pytest.raises(Interrupted):
-        _spam(tiny_classifier_dir, data_dir, tmp_path / "b", overrides=two_epochs, stop_after_epochs=3)
+        _spam(tiny_spam_dir, data_dir, tmp_path / "b", overrides=two_epochs, stop_after_epochs=3)
     assert (tmp_path / "b" / "checkpoints" / "prediction" / "epoch-1" / "model.safetensors").is_file()
-    resumed = load_file(str(_spam(tiny_classifier_dir, data_dir, tmp_path / "b", overrides=two_epochs, resume=True) / "model.safetensors"))
+    resumed = load_file(str(_spam(tiny_spam_dir, data_dir, tmp_path / "b", overrides=two_epochs, resume=True) / "model.safetensors"))
     for name, tensor in straight.items():
         assert torch.equal(tensor, resumed[name]), name
 
 
-def test_qa_teacher_is_fine_tuned_once_then_cached_and_general_init_works(tiny_classifier_dir, data_dir, tmp_path):
+def test_qa_teacher_is_fine_tuned_once_then_cached_and_general_init_works(tiny_base_dir, data_dir, tmp_path):
     """A teacher without a QA head gets one fine-tuned (cached in OUT/teacher/); general distillation feeds the student."""
     settings = dict(max_seq_length=96, doc_stride=32, max_query_length=24, batch_size=16, teacher_epochs=1,
                     general_epochs=1, general_max_texts=40, intermediate_epochs=1, prediction_epochs=1)
-    common = dict(teacher=str(tiny_classifier_dir), student=TINY_STUDENT, max_train_examples=40, max_eval_examples=16,
+    common = dict(teacher=str(tiny_base_dir), student=TINY_STUDENT, max_train_examples=40, max_eval_examples=16,
                   overrides=settings)
     out = tmp_path / "qa"
     general_dir = run_general("qa", data_dir, out, **common)
@@ -110,13 +110,13 @@ def test_qa_teacher_is_fine_tuned_once_then_cached_and_general_init_works(tiny_c
     assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_stamp
 
 
-def test_two_process_accelerate_launch(tiny_classifier_dir, data_dir, tmp_path):
+def test_two_process_accelerate_launch(tiny_spam_dir, data_dir, tmp_path):
     out = tmp_path / "ddp"
     # accelerate 1.x runs `--cpu --num_processes 2` as ONE process unless MPI is set up; `--multi_gpu` starts two
     # torchrun workers, and make_accelerator() puts them on CPU/gloo when there is no GPU.
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "distill", "task", "--task", "spam",
-               "--data-dir", str(data_dir), "--out", str(out), "--teacher", str(tiny_classifier_dir), "--init", "random",
+               "--data-dir", str(data_dir), "--out", str(out), "--teacher", str(tiny_spam_dir), "--init", "random",
                "--student", "1x32x4x64", "--max-train-examples", "64", "--max-eval-examples", "40",
                "--set", "max_seq_length=32", "--set", "batch_size=8", "--set", "intermediate_epochs=1", "--set", "prediction_epochs=1"]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -146,7 +146,7 @@ def test_epoch_sampler_groups_lengths_and_depends_only_on_seed_and_epoch():
     assert list(EpochSampler(lengths, 8, seed=3, chunk_batches=5).__iter__()) == order
 
 
-def test_frozen_teacher_pca_word_table_survives_every_phase(tiny_classifier_dir, data_dir, tmp_path):
+def test_frozen_teacher_pca_word_table_survives_every_phase(tiny_spam_dir, data_dir, tmp_path):
     """With teacher-pca and a frozen word table, the student ships the teacher's table projected, untouched by training."""
     from transformers import BertModel
 
@@ -154,10 +154,10 @@ def test_frozen_teacher_pca_word_table_survives_every_phase(tiny_classifier_dir,
 
     overrides = dict(FAST, general_epochs=1, general_max_texts=64, general_embedding_init="teacher-pca",
                      student_freeze_word_embeddings=True)
-    student_dir = _spam(tiny_classifier_dir, data_dir, tmp_path / "out", init="general", overrides=overrides)
+    student_dir = _spam(tiny_spam_dir, data_dir, tmp_path / "out", init="general", overrides=overrides)
     report = json.loads((student_dir / REPORT_FILE).read_text())
     assert report["phases"]["intermediate"]["last_loss"] < report["phases"]["intermediate"]["first_loss"]
-    teacher_table = BertModel.from_pretrained(tiny_classifier_dir).embeddings.word_embeddings.weight.detach()
+    teacher_table = BertModel.from_pretrained(tiny_spam_dir).embeddings.word_embeddings.weight.detach()
     expected = teacher_table @ principal_basis(teacher_table, TINY_STUDENT["hidden"])
     trained = load_file(str(student_dir / "model.safetensors"))
     assert torch.allclose(trained["bert.embeddings.word_embeddings.weight"], expected, atol=1e-6)
@@ -166,19 +166,19 @@ def test_frozen_teacher_pca_word_table_survives_every_phase(tiny_classifier_dir,
     assert not torch.equal(trained["bert.encoder.layer.0.attention.self.query.weight"], general["encoder.layer.0.attention.self.query.weight"])
 
 
-def test_teacher_layers_start_is_the_teacher_until_it_trains(tiny_classifier_dir, data_dir, tmp_path):
+def test_teacher_layers_start_is_the_teacher_until_it_trains(tiny_spam_dir, data_dir, tmp_path):
     # a student as deep and wide as the tiny teacher, started from its layers, with learning rates 0, scores exactly
     # as the teacher; its intermediate loss (W_h starts as the identity) is only the student's dropout noise
     same, frozen = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}, dict(FAST, intermediate_lr=0.0, prediction_lr=0.0)
-    report = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "copy", student=same, init="teacher-layers",
+    report = json.loads((_spam(tiny_spam_dir, data_dir, tmp_path / "copy", student=same, init="teacher-layers",
                                overrides=frozen) / REPORT_FILE).read_text())
     assert report["student"]["init"]["kind"] == "teacher-layers" and report["student"]["init"]["teacher_layers"] == [1, 2]
     assert report["student"]["metrics"] == report["teacher"]["metrics"]
-    random_start = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "random", student=same, overrides=frozen)
+    random_start = json.loads((_spam(tiny_spam_dir, data_dir, tmp_path / "random", student=same, overrides=frozen)
                                / REPORT_FILE).read_text())
     assert report["phases"]["intermediate"]["first_loss"] < random_start["phases"]["intermediate"]["first_loss"] / 4
     # a shallower student takes the mapped layer and the teacher's activation, then trains away from the copy
-    relu_teacher = make_tiny_bert(tmp_path / "relu_teacher", hidden_act="relu")
+    relu_teacher = make_tiny_bert(tmp_path / "relu_teacher", labels=("ham", "spam"), hidden_act="relu")
     one = _spam(relu_teacher, data_dir, tmp_path / "one", init="teacher-layers")
     assert json.loads((one / REPORT_FILE).read_text())["student"]["init"]["teacher_layers"] == [2]
     assert load_student(one).config.hidden_act == "relu"
@@ -188,17 +188,17 @@ def test_teacher_layers_start_is_the_teacher_until_it_trains(tiny_classifier_dir
     assert 0 < (trained[name.format(0)] - teacher[name.format(1)]).abs().max() < 0.1
     # a narrower student is cut from the teacher's layers; its W_h starts by putting each kept dimension back in place
     narrow_shape = {"layers": 1, "hidden": 16, "heads": 4, "intermediate": 48}
-    narrow = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "narrow", student=narrow_shape, init="teacher-layers",
+    narrow = json.loads((_spam(tiny_spam_dir, data_dir, tmp_path / "narrow", student=narrow_shape, init="teacher-layers",
                                overrides=frozen) / REPORT_FILE).read_text())
     assert narrow["student"]["init"]["narrowed_from"] == {"hidden": 32, "intermediate": 64}
     assert narrow["student"]["init"]["probe_batches"] >= 1
-    narrow_random = json.loads((_spam(tiny_classifier_dir, data_dir, tmp_path / "narrow_random", student=narrow_shape,
+    narrow_random = json.loads((_spam(tiny_spam_dir, data_dir, tmp_path / "narrow_random", student=narrow_shape,
                                       overrides=frozen) / REPORT_FILE).read_text())
     assert narrow["phases"]["intermediate"]["first_loss"] < narrow_random["phases"]["intermediate"]["first_loss"] / 2
     for student, match in (({"layers": 1, "hidden": 64, "heads": 4, "intermediate": 64}, "at most as wide as the teacher"),
                            ({"layers": 3, "hidden": 32, "heads": 4, "intermediate": 64}, "at most as many layers")):
         with pytest.raises(UserError, match=match):
-            _spam(tiny_classifier_dir, data_dir, tmp_path / "bad", student=student, init="teacher-layers")
+            _spam(tiny_spam_dir, data_dir, tmp_path / "bad", student=student, init="teacher-layers")
         assert not (tmp_path / "bad").exists()
 
 
@@ -218,3 +218,20 @@ def test_medium_qa_starts_from_the_teacher_layers_unless_the_student_cannot_take
                          / REPORT_FILE).read_text())
     assert report["student"]["init"]["kind"] == "general" and report["general"] is not None
     assert "starting it from general distillation instead" in capsys.readouterr().out
+
+
+def test_ready_teacher_is_used_as_given_and_quick_starts_from_its_layers(tiny_spam_dir, tiny_base_dir, data_dir, tmp_path, capsys):
+    """A teacher with the task's head and labels is not fine-tuned: the report says it was given and carries its
+    measured metric, and quick (no --init) starts the student from its layers. A base encoder is fine-tuned first."""
+    student_dir = _spam(tiny_spam_dir, data_dir, tmp_path / "ready", init=None)
+    report = json.loads((student_dir / REPORT_FILE).read_text())
+    assert report["teacher"]["given"] is True and report["teacher"]["fine_tuned"] is False
+    assert report["teacher"]["source"] == str(tiny_spam_dir) and report["teacher"]["architecture"] == "BertForSequenceClassification"
+    assert 0 < report["teacher"]["metrics"]["accuracy"] <= 100
+    assert report["student"]["init"]["kind"] == "teacher-layers" and report["general"] is None
+    assert not (tmp_path / "ready" / "teacher").exists()  # nothing was fine-tuned or cached
+    assert "used as given, not fine-tuned" in capsys.readouterr().out
+    base = json.loads((_spam(tiny_base_dir, data_dir, tmp_path / "base", init="random",
+                             overrides=dict(FAST, teacher_epochs=1)) / REPORT_FILE).read_text())
+    assert base["teacher"].get("given") is None and base["teacher"]["fine_tuned"] is True
+    assert (tmp_path / "base" / "teacher" / "teacher_key.json").is_file()

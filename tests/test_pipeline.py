@@ -47,7 +47,7 @@ def spam_config(tmp_path_factory, data_dir) -> PipelineConfig:
     root = tmp_path_factory.mktemp("pipeline_spam")
     teacher = make_tiny_bert(root / "teacher", head="classification", labels=("ham", "spam"), seed=1)
     return PipelineConfig(data_dir=data_dir, run_dir=root / "run", bundles_dir=root / "bundles", tasks=("spam",),
-                          teacher=str(teacher), student=TINY_STUDENT, init="random", precisions=("fp32", "int8-dynamic"),
+                          teacher={"spam": str(teacher)}, student=TINY_STUDENT, init="random", precisions=("fp32", "int8-dynamic"),
                           coreml_variants=("fp16",), max_train_examples=160, max_eval_examples=100,
                           buckets={"spam": (16, 32)}, distill_overrides=TINY_DISTILL, verify_max_examples=100, latency_runs=3,
                           verify_runtimes=("ai-edge-litert-2.3",))  # int8-dynamic: old runtimes are the matrix's tests
@@ -75,6 +75,9 @@ def test_pipeline_builds_a_bundle_the_app_runs(spam_config, first_run):
         if artifact["format"] == "tflite":
             assert artifact["latency_ms"] > 0
     assert task["teacher"]["metric"] is not None and task["student"]["metric"] is not None
+    # the tiny teacher has the spam head: used as given (not fine-tuned), and the report says so
+    assert task["teacher"]["given"] is True and task["teacher"]["source"] == spam_config.teacher["spam"]
+    assert not (spam_config.run_dir / "spam" / "teacher").exists()
     runner = load_task(spam_config.bundles_dir / "spam", task="spam")
     prediction, latency_ms = runner.classify("WINNER!! Claim your free prize now, call 09061701461")
     assert prediction.label in ("ham", "spam") and latency_ms > 0
@@ -122,12 +125,33 @@ def test_failing_parity_threshold_exits_1_naming_the_artifact(spam_config, first
     (["--max-train-examples", "0"], "--max-train-examples must be a positive number"),
     (["--student", "3x64x5x128"], "not a multiple of its 5 heads"),
     (["--threshold", "tflite/fp32.closeness=1"], "bad --threshold"),
+    (["--tasks", "spam", "--teacher", "qa=owner/name"], "does not include"),
+    (["--teacher", "sentiment="], "names no teacher"),
+    (["--teachers", "/nonexistent/models"], "is not a folder"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(data_dir, tmp_path, capsys, flags, message):
     argv = ["--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--bundles", str(tmp_path / "bundles"), *flags]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "bundles").exists()
+
+
+def test_teachers_flags_reach_the_config_and_a_mismatched_teacher_is_refused_up_front(data_dir, tmp_path, capsys,
+                                                                                        tiny_classifier_dir, tiny_spam_dir):
+    from export.pipeline.cli import add_pipeline_arguments, config_from_args
+    import argparse
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "spam").symlink_to(tiny_spam_dir, target_is_directory=True)
+    base = ["--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--bundles", str(tmp_path / "bundles"), "--tasks", "spam"]
+    args = add_pipeline_arguments(argparse.ArgumentParser()).parse_args(base + ["--teachers", str(models)])
+    assert config_from_args(args).teacher == {"spam": str(models / "spam")}
+    # a sentiment classifier given for spam: refused before any task runs, nothing written
+    assert main(base + ["--tasks", "sentiment", "spam", "--teacher", f"spam={tiny_classifier_dir}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "task spam needs ham, spam" in err and "\n" not in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "bundles").exists()
 
 

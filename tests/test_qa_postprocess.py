@@ -1,4 +1,5 @@
-"""QA windows match HF's overflowing fast-tokenizer encoding; best_span matches HF's postprocess_qa_predictions."""
+"""QA windows match HF's overflowing fast-tokenizer encoding; best_span matches HF's postprocess_qa_predictions, and
+its answers are widened to whole words as the transformers 4 QA pipeline's `align_to_words` does."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from distill.tasks import get_task
-from mobile_app.runtime.qa import NO_ANSWER, Answer, best_span, bundle_windows, fitted_stride, make_windows, window_spans
+from mobile_app.runtime.qa import NO_ANSWER, Answer, best_span, bundle_windows, fitted_stride, make_windows, window_spans, word_spans
 
 SHAPES = [(384, 128, 64), (128, 32, 64), (64, 16, 16)]  # (max_seq_length, doc_stride, max_query_length)
 
@@ -37,8 +38,9 @@ def hf_windows(hf, question, context, max_length, stride, max_query_length):
     return windows
 
 
-def hf_postprocess(all_offsets, start_logits, end_logits, context, n_best=20, max_answer_length=30) -> str:
-    """HF examples' postprocess_qa_predictions for one example (no null answer), reimplemented."""
+def hf_postprocess(all_offsets, start_logits, end_logits, context, n_best=20, max_answer_length=30) -> tuple[int, int]:
+    """HF examples' postprocess_qa_predictions for one example (no null answer), reimplemented: the (start, end)
+    characters of the best token span ((0, 0) when none)."""
     prelim = []
     for offsets, starts, ends in zip(all_offsets, start_logits, end_logits):
         for s in np.argsort(starts)[-1:-n_best - 1:-1].tolist():
@@ -49,7 +51,17 @@ def hf_postprocess(all_offsets, start_logits, end_logits, context, n_best=20, ma
                     continue
                 prelim.append({"offsets": (offsets[s][0], offsets[e][1]), "score": starts[s] + ends[e]})
     best = sorted(prelim, key=lambda x: x["score"], reverse=True)[:n_best]
-    return context[best[0]["offsets"][0]:best[0]["offsets"][1]] if best else ""
+    return best[0]["offsets"] if best else (0, 0)
+
+
+def hf_align_to_words(hf, context: str, start_char: int, end_char: int) -> str:
+    """The transformers 4 QA pipeline's align_to_words: the start token's word start to the end token's word end
+    (`word_to_chars(token_to_word(i))`), read from HF's encoding of the whole context, so a word cut by a window
+    edge is widened to all of it (the pipeline, reading the window's own encoding, stops at the edge)."""
+    enc = hf(context, add_special_tokens=False, return_offsets_mapping=True)
+    first = next(i for i, o in enumerate(enc["offset_mapping"]) if o[0] == start_char)
+    last = next(i for i, o in enumerate(enc["offset_mapping"]) if o[1] == end_char)
+    return context[enc.word_to_chars(enc.token_to_word(first)).start:enc.word_to_chars(enc.token_to_word(last)).end]
 
 
 @pytest.mark.integration
@@ -73,17 +85,56 @@ def test_windows_match_hf_overflow(ours, hf, squad, shape):
 def test_best_span_matches_hf_postprocess_on_random_logits(ours, hf, squad, shape):
     max_length, stride, max_query = shape
     rng = np.random.default_rng(1)
+    snapped = 0
     for ex in squad:
         windows = make_windows(ours, ex["question"], ex["context"], max_length, stride, max_query)
         # Logits over the padded bucket, as a backend that did not trim would give them.
         starts = [rng.normal(size=max_length).astype(np.float32) for _ in windows]
         ends = [rng.normal(size=max_length).astype(np.float32) for _ in windows]
-        expected = hf_postprocess([w.offsets for w in windows], starts, ends, ex["context"])
+        start_char, end_char = hf_postprocess([w.offsets for w in windows], starts, ends, ex["context"])
+        tokens = best_span(windows, starts, ends, ex["context"], align_to_words=False)
+        assert tokens.text == ex["context"][start_char:end_char], ex["id"]
         got = best_span(windows, starts, ends, ex["context"])
-        assert got.text == expected, ex["id"]
+        assert got.text == hf_align_to_words(hf, ex["context"], start_char, end_char), ex["id"]
+        assert got.score == tokens.score and got.start_char <= tokens.start_char and got.end_char >= tokens.end_char
+        snapped += got.text != tokens.text
         assert ex["context"][got.start_char:got.end_char] == got.text and math.isfinite(got.score)
         trimmed = best_span(windows, [s[:len(w)] for s, w in zip(starts, windows)], [e[:len(w)] for e, w in zip(ends, windows)], ex["context"])
         assert trimmed == got
+    assert snapped >= 5  # random logits often pick a word piece: the widening was really exercised
+
+
+@pytest.mark.integration
+def test_word_spans_match_hf_words(ours, hf, squad):
+    for ex in squad[:30]:
+        ids, offsets, words = ours.encode_words(ex["context"])
+        enc = hf(ex["context"], add_special_tokens=False, return_offsets_mapping=True)
+        assert ids == enc["input_ids"] and offsets == [tuple(o) for o in enc["offset_mapping"]]
+        expected = [tuple(enc.word_to_chars(w)) for w in enc.word_ids()]
+        assert word_spans(offsets, words) == expected, ex["id"]
+
+
+def test_answer_cut_inside_a_word_is_widened_to_whole_words(ours):
+    context = "Water boils at 100 degrees Celsius at sea level. The Eiffel Tower was completed in 1889."
+    windows = make_windows(ours, "At what temperature does water boil?", context, 64, 16, 16)
+    offsets = windows[0].offsets
+    pieces = [ours.convert_ids_to_tokens(i) for i in windows[0].input_ids]
+    assert {"ce", "##ls", "##ius", "e", "##iff", "##el"} <= set(pieces)  # both words really are split into pieces
+    def logits_for(start_at: int, end_at: int):
+        starts, ends = np.zeros(len(offsets), np.float32), np.zeros(len(offsets), np.float32)
+        starts[next(i for i, o in enumerate(offsets) if o and o[0] == start_at)] = 5.0
+        ends[next(i for i, o in enumerate(offsets) if o and o[1] == end_at)] = 4.0
+        return [starts], [ends]
+    # the end token is the first piece of "Celsius" ("ce"): the user sees the whole word
+    cut = context.index("Celsius") + len("ce")
+    answer = best_span(windows, *logits_for(context.index("100"), cut), context)
+    assert answer.text == "100 degrees Celsius"
+    assert best_span(windows, *logits_for(context.index("100"), cut), context, align_to_words=False).text == context[context.index("100"):cut]
+    # the start token is a later piece of "Eiffel": widened back to the word's first letter
+    eiffel = windows[0].words[next(i for i, o in enumerate(offsets) if o and o[0] == context.index("Eiffel"))]
+    later_piece = next(o for o in offsets if o and eiffel[0] < o[0] < eiffel[1])
+    answer = best_span(windows, *logits_for(later_piece[0], context.index("completed") + len("completed")), context)
+    assert answer.text == "Eiffel Tower was completed" and answer.start_char == context.index("Eiffel")
 
 
 def test_answer_keeps_original_spacing_and_case(ours):
@@ -133,3 +184,22 @@ def test_bundle_windows_use_manifest_settings(ours):
     context = "word " * 800
     assert bundle_windows(ours, "q?", context, settings) == make_windows(ours, "q?", context, 384, 128, 64)
     assert bundle_windows(ours, "q?", context, settings, 128) == make_windows(ours, "q?", context, 128, 32, 32)
+
+
+@pytest.mark.integration
+def test_distill_eval_answers_as_the_phone_does(ours, hf, squad):
+    """distill's QA F1 scores the answers the app shows: the same windows, word spans and span search."""
+    from distill.features import qa_answers, qa_eval_features
+
+    examples = squad[:20]
+    inputs, windows = qa_eval_features(hf, examples, 128, 32, 64)
+    rng = np.random.default_rng(2)
+    starts = rng.normal(size=(len(inputs), 128)).astype(np.float32)
+    ends = rng.normal(size=(len(inputs), 128)).astype(np.float32)
+    answers = qa_answers(examples, windows, starts, ends, max_answer_length=30)
+    for index, ex in enumerate(examples):
+        rows = [r for r, (example, _) in enumerate(windows) if example == index]
+        phone = make_windows(ours, ex["question"], ex["context"], 128, 32, 64)
+        assert [w.input_ids for w in phone] == [inputs[r]["input_ids"][:len(w)] for r, w in zip(rows, phone)]
+        assert [w.words for w in phone] == [windows[r][1].words[:len(w)] for r, w in zip(rows, phone)]
+        assert answers[ex["id"]] == best_span(phone, starts[rows], ends[rows], ex["context"]).text

@@ -28,7 +28,7 @@ def sample_summary(tmp_path) -> dict:
         return dict(row, runtime="ai-edge-litert-2.3", runtimes={"ai-edge-litert-2.3": first, "tflite-2.8": second})
 
     spam = {"task": "spam", "metric_name": "accuracy", "bundle_dir": str(tmp_path / "bundles" / "spam"),
-            "teacher": {"metric": 99.1, "size_bytes": 90_000_000, "params": 22_700_000},
+            "teacher": {"metric": 99.1, "size_bytes": 90_000_000, "params": 22_700_000, "given": True},
             "student": {"metric": 98.7, "size_bytes": 57_000_000, "params": 14_300_000, "examples": 556}, "retention": 99.6,
             "reference": {"metric": 98.7, "examples": 500},
             "artifacts": [on_runtimes(artifact("model_fp32.tflite", "tflite", "fp32", 57_200_000, 98.7, 3e-6, 100.0, True, 9.5),
@@ -52,7 +52,8 @@ def sample_summary(tmp_path) -> dict:
 def test_markdown_has_a_row_per_model_and_names_the_failure(tmp_path):
     summary = sample_summary(tmp_path)
     text = render_markdown(summary, {"spam": "report_files/spam.png"})
-    assert "| teacher (PyTorch, 22.7M params) | 99.10 | - |" in text
+    assert "| teacher (PyTorch, given, 22.7M params) | 99.10 | - |" in text
+    assert "| teacher (PyTorch, fine-tuned here) | 80.20 |" in text
     assert "Stages: distill 120 s" in text
     assert "| student (PyTorch), parity examples | 98.70 | 500 |" in text
     assert "| model_int8-static.tflite | 96.90 | 500 | -1.80 | 6.00e-01 |" in text

@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 
 def teacher_base_dir() -> Path:
@@ -18,7 +18,8 @@ def teacher_base_dir() -> Path:
 def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "positive"), layers: int = 2,
                    hidden: int = 32, heads: int = 4, intermediate: int = 64, max_positions: int = 512, seed: int = 0,
                    hidden_act: str = "gelu") -> Path:
-    """Save a random BERT with the real uncased vocab, a head for `head`, and its tokenizer files."""
+    """Save a random BERT with the real uncased vocab, a head for `head` ("classification", "qa", or "base": none),
+    and its tokenizer files."""
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     # transformers 5 ignores `vocab_file=` (a 5-token vocab) and saves no vocab.txt: load the base, copy vocab.txt.
@@ -26,7 +27,9 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=max_positions,
                         hidden_act=hidden_act)
-    if head == "classification":
+    if head == "base":  # an encoder without a task head, as a pretrained checkpoint ships
+        model = BertModel(config)
+    elif head == "classification":
         config.num_labels = len(labels)
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distill.cli_args import add_data_argument, add_distill_arguments
 from distill.errors import UserError
+from distill.teacher_spec import teachers_for
 from export.verify.cli import add_runtimes_argument, add_threshold_argument, threshold_overrides
 from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, PipelineConfig
 from export.quantize import TFLITE_PRECISIONS
@@ -46,7 +47,7 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(data_dir=args.data_dir, run_dir=args.out, bundles_dir=args.bundles, tasks=tuple(args.tasks),
-                          preset=args.preset, teacher=args.teacher, student=args.student, init=args.init, seed=args.seed,
+                          preset=args.preset, teacher=teachers_for(args.tasks, args.teacher, args.teachers) or None, student=args.student, init=args.init, seed=args.seed,
                           precisions=tuple(args.precisions), coreml_variants=tuple(args.coreml_variants),
                           skip_coreml=args.skip_coreml, force=args.force, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples, verify_max_examples=args.verify_max_examples,

@@ -34,7 +34,7 @@ class PipelineConfig:
     bundles_dir: Path
     tasks: tuple[str, ...] = TASK_NAMES
     preset: str = "quick"
-    teacher: str | None = None
+    teacher: str | dict[str, str] | None = None             # one for every task, or {task: folder or hub id}; none: fine-tuned
     student: str | dict = "tinybert-4l-312d"
     init: str | None = None                                 # student start: random | general | teacher-layers | a folder or hub id; None: the preset's
     seed: int = 42
@@ -80,10 +80,19 @@ class PipelineConfig:
         for folder in (self.run_dir, self.bundles_dir):
             _check_writable(Path(folder))
         from distill.student import resolve_shape
+        from distill.teacher import has_task_head, teacher_config
 
         resolve_shape(self.student)
+        for task in self.tasks:  # a given teacher is checked (BERT, the task's head and labels) before any task runs
+            source = self.teacher_for(task)
+            if source is not None:
+                has_task_head(teacher_config(source), get_task(task), source)
         # Canonical order and no repeats: the same work always has the same cache key.
         return replace(self, tasks=tuple(dict.fromkeys(self.tasks)), precisions=precisions, coreml_variants=variants)
+
+    def teacher_for(self, task: str) -> str | None:
+        """The task's teacher source; None: the offline base, fine-tuned for the task."""
+        return self.teacher.get(task) if isinstance(self.teacher, dict) else self.teacher
 
     def task_buckets(self, task: str) -> tuple[int, ...]:
         return tuple((self.buckets or {}).get(task) or get_task(task).buckets)

@@ -57,7 +57,9 @@ def task_rows(task: dict) -> list[list[str]]:
     reference = task.get("reference") or {}
     header = ["model", "metric", "examples", "vs PyTorch", "max abs diff", "mean abs diff", "agreement", "size", "latency", "parity"]
     rows = [header]
-    for label, row in (("teacher (PyTorch)", task.get("teacher", {})), ("student (PyTorch)", task.get("student", {}))):
+    teacher = task.get("teacher", {})
+    teacher_label = "teacher (PyTorch, given)" if teacher.get("given") else "teacher (PyTorch, fine-tuned here)"
+    for label, row in ((teacher_label, teacher), ("student (PyTorch)", task.get("student", {}))):
         if row.get("params"):
             label = label[:-1] + f", {row['params'] / 1e6:.1f}M params)"
         rows.append([label, _fmt(row.get("metric")), _fmt(row.get("examples"), "d"), "-", "-", "-", "-",

@@ -23,7 +23,9 @@ def distill_rows(student_dir: str | Path, metric: str) -> tuple[dict, dict]:
         return {"metric": (part.get("metrics") or {}).get(metric), "params": part.get("parameters"),
                 "size_bytes": part.get("weights_bytes"), "examples": examples}
 
-    return row(report.get("teacher") or {}), row(report.get("student") or {})
+    teacher = report.get("teacher") or {}
+    # given: used as passed (it had the task's head); else its head was fine-tuned by this run (or its cache)
+    return {**row(teacher), "source": teacher.get("source"), "given": bool(teacher.get("given"))}, row(report.get("student") or {})
 
 
 def _number(value):

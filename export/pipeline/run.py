@@ -132,7 +132,7 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
     bundle_dir = Path(cfg.bundles_dir) / task
     outcomes: dict[str, StageOutcome] = {}
 
-    distill_settings = {"preset": cfg.preset, "teacher": cfg.teacher, "teacher_sha256": _source_hash(cfg.teacher),
+    distill_settings = {"preset": cfg.preset, "teacher": cfg.teacher_for(task), "teacher_sha256": _source_hash(cfg.teacher_for(task)),
                         "student": cfg.student, "init": cfg.init, "init_sha256": _source_hash(cfg.init), "seed": cfg.seed,
                         "max_train_examples": cfg.max_train_examples, "max_eval_examples": cfg.max_eval_examples,
                         "overrides": cfg.distill_overrides}

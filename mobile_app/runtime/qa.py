@@ -3,7 +3,10 @@
 The windows are exactly what Hugging Face's fast tokenizer returns for
 `tokenizer(question, context, truncation="only_second", max_length, stride, return_overflowing_tokens=True,
 return_offsets_mapping=True)`, and `best_span` is the n-best search of HF's `postprocess_qa_predictions`,
-so the phone answers as the reference pipeline does. numpy + standard library only.
+so the phone answers as the reference pipeline does. The chosen span is then widened to whole words, as the
+transformers 4 question-answering pipeline does with `align_to_words=True`: a start or end token that is a
+word piece ("##sius") takes its word's first or last character, so the user never sees "100 degrees Cels".
+numpy + standard library only.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ class QAWindow:
     """One model input: [CLS] question [SEP] context slice [SEP].
 
     offsets[i] is the (start_char, end_char) span of token i in the context, or None when token i is not a
-    context token; context_start is the index of the first context token.
+    context token; context_start is the index of the first context token. words[i] is the span of the whole
+    word token i belongs to (None outside the context; no list: answers keep token boundaries).
     """
     input_ids: list[int]
     token_type_ids: list[int]
     attention_mask: list[int]
     offsets: list[tuple[int, int] | None]
     context_start: int
+    words: list[tuple[int, int] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -65,7 +70,8 @@ def make_windows(tokenizer, question: str, context: str, max_seq_length: int = 3
     """The model inputs of one question: the question (cut to max_query_length tokens) with each context window."""
     q_ids, _ = tokenizer.encode_pieces(question or "")
     q_ids = q_ids[:max_query_length]
-    c_ids, c_offsets = tokenizer.encode_pieces(context or "")
+    c_ids, c_offsets, c_words = tokenizer.encode_words(context or "")
+    c_word_spans = word_spans(c_offsets, c_words)
     window = max_seq_length - len(q_ids) - 3
     if window <= doc_stride:
         raise ValueError(f"max_seq_length {max_seq_length} leaves {window} context tokens per window after a "
@@ -77,8 +83,20 @@ def make_windows(tokenizer, question: str, context: str, max_seq_length: int = 3
         ids = head + c_ids[start:stop] + [tokenizer.sep_id]
         types = [0] * len(head) + [1] * (stop - start + 1)
         offsets = [None] * len(head) + list(c_offsets[start:stop]) + [None]
-        windows.append(QAWindow(ids, types, [1] * len(ids), offsets, len(head)))
+        words = [None] * len(head) + c_word_spans[start:stop] + [None]
+        windows.append(QAWindow(ids, types, [1] * len(ids), offsets, len(head), words))
     return windows
+
+
+def word_spans(offsets: list[tuple[int, int]], word_ids: list[int]) -> list[tuple[int, int]]:
+    """Per token, the character span of its whole word: from the word's first piece's start to its last piece's end
+    (HF's `Encoding.word_to_chars(token_to_word(i))`)."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for (start, end), word in zip(offsets, word_ids):
+        first[word] = min(start, first.get(word, start))
+        last[word] = max(end, last.get(word, end))
+    return [(first[word], last[word]) for word in word_ids]
 
 
 def fitted_stride(max_seq_length: int, doc_stride: int, max_query_length: int) -> tuple[int, int]:
@@ -102,12 +120,13 @@ def _top(logits: np.ndarray, n: int) -> np.ndarray:
 
 
 def best_span(windows: list[QAWindow], start_logits, end_logits, context: str, n_best: int = 20,
-              max_answer_length: int = 30) -> Answer:
+              max_answer_length: int = 30, align_to_words: bool = True) -> Answer:
     """The highest-scoring valid span over all windows; NO_ANSWER ("" with score -inf) when there is none.
 
     Per window, the n_best top start and end positions are paired; a pair counts when both are context
     tokens, end >= start and it spans at most max_answer_length tokens. Logits may be padded (extra
-    positions are ignored) and come as one 1-D array per window or one 2-D array.
+    positions are ignored) and come as one 1-D array per window or one 2-D array. The winner's text runs
+    from its start token's word start to its end token's word end (align_to_words; windows that carry words).
     """
     best = NO_ANSWER
     for window, starts, ends in zip(windows, start_logits, end_logits):
@@ -123,6 +142,7 @@ def best_span(windows: list[QAWindow], start_logits, end_logits, context: str, n
                     continue
                 score = float(starts[s] + ends[e])
                 if score > best.score:
-                    start_char, end_char = offsets[s][0], offsets[e][1]
+                    spans = window.words if align_to_words and window.words is not None else offsets
+                    start_char, end_char = spans[s][0], spans[e][1]
                     best = Answer(context[start_char:end_char], start_char, end_char, score)
     return best

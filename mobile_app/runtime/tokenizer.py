@@ -251,19 +251,21 @@ class WordPieceTokenizer:
             start = end
         return tuple(pieces)
 
-    def _encode_words(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    def _encode_words(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int]]:
         ids: list[int] = []
         offsets: list[tuple[int, int]] = []
-        for word, origin in self._words(text):
+        words: list[int] = []
+        for index, (word, origin) in enumerate(self._words(text)):
             for token_id, start, end in self._wordpieces(word):
                 ids.append(token_id)
                 offsets.append((origin[start], origin[end - 1] + 1))
-        return ids, offsets
+                words.append(index)
+        return ids, offsets, words
 
     # ---- public API ------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:
         """WordPiece tokens of one text, without special tokens."""
-        ids, _ = self._encode_words(text)
+        ids = self._encode_words(text)[0]
         return [self.ids_to_tokens[i] for i in ids]
 
     def convert_tokens_to_ids(self, tokens):
@@ -279,6 +281,11 @@ class WordPieceTokenizer:
 
     def encode_pieces(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids and original-text offsets of one text, no special tokens and no truncation."""
+        return self._encode_words(text if isinstance(text, str) else str(text))[:2]
+
+    def encode_words(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+        """encode_pieces plus each token's word index: the pre-tokenizer's words (whitespace- and punctuation-split),
+        numbered from 0 as HF's `Encoding.word_ids()`, so a token can be widened to its whole word."""
         return self._encode_words(text if isinstance(text, str) else str(text))
 
     def build(self, first: tuple[list[int], list], second: tuple[list[int], list] | None = None) -> Encoding:
