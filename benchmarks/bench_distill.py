@@ -1,7 +1,10 @@
-"""Distil the three tasks with the offline teacher and print teacher vs student quality, size and training time.
+"""Distil the three tasks and print teacher vs student quality, size and training time.
 
     python benchmarks/bench_distill.py --data-dir ../shared/data [--preset quick|medium|full] [--tasks sentiment spam qa]
-        [--student PRESET|LxHxAxI] [--init general|random|teacher-layers|PATH (default: the preset's)] [--out DIR]
+        [--teachers ../shared/models | --teacher TASK=PATH_OR_HUB_ID ...] [--student PRESET|LxHxAxI]
+        [--init general|random|teacher-layers|PATH (default: the preset's)] [--set KEY=VALUE ...] [--out DIR]
+
+Without a teacher the offline MiniLM base is fine-tuned per task; the "teacher" column says which it was.
 
 Writes OUT/<preset>/<task>/ (teacher, general, student), and OUT/bench_distill_<preset>.{md,json,png}.
 A task already distilled with the same settings is read back from its distill_report.json, not retrained.
@@ -20,12 +23,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from distill.api import REPORT_FILE, run_task  # noqa: E402
-from distill.cli_args import parse_student  # noqa: E402
+from distill.cli_args import parse_setting, parse_student  # noqa: E402
 from distill.errors import UserError  # noqa: E402
 from distill.settings import PRESET_NAMES  # noqa: E402
 from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
+from distill.teacher_spec import TEACHER_HELP, TEACHERS_HELP, teachers_for  # noqa: E402
 
-COLUMNS = ("task", "metric", "student start", "teacher", "student", "retention %", "teacher params", "student params", "student MB",
+COLUMNS = ("task", "metric", "teacher was", "student start", "teacher", "student", "retention %", "teacher params", "student params", "student MB",
            "teacher fine-tune s", "general s", "distil s", "total s", "total CPU s")
 
 
@@ -33,7 +37,8 @@ def row(report: dict) -> dict:
     wall = report["wall_seconds"]
     teacher, student = report["teacher"], report["student"]
     metric = report["metric"]
-    return {"task": report["task"], "metric": metric, "student start": student["init"]["kind"], "teacher": round(teacher["metrics"][metric], 2),
+    return {"task": report["task"], "metric": metric, "teacher was": "given" if teacher.get("given") else "fine-tuned",
+            "student start": student["init"]["kind"], "teacher": round(teacher["metrics"][metric], 2),
             "student": round(student["metrics"][metric], 2),
             "retention %": round(100 * report["retention"], 1) if report["retention"] is not None else None,
             "teacher params": teacher["parameters"], "student params": student["parameters"],
@@ -71,7 +76,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV))
     parser.add_argument("--preset", default="quick", choices=PRESET_NAMES)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--teacher", default=None, help="BERT folder or hub id (default: the offline MiniLM-L6-H384 base)")
+    parser.add_argument("--teacher", action="append", default=None, metavar="[TASK=]PATH_OR_HUB_ID", help=TEACHER_HELP)
+    parser.add_argument("--teachers", default=None, metavar="DIR", help=TEACHERS_HELP)
+    parser.add_argument("--set", dest="overrides", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
+                        help="override a distillation setting for every task (a lever to measure)")
     parser.add_argument("--student", default="tinybert-4l-312d")
     parser.add_argument("--init", default=None, help="student start, as `python -m distill run --init` (default: the preset's)")
     parser.add_argument("--out", default="runs/bench_distill")
@@ -79,9 +87,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     began, rows = time.time(), []
     try:
+        teachers = teachers_for(args.tasks, args.teacher, args.teachers)
         for task in args.tasks:
-            student_dir = run_task(task, args.data_dir, out / args.preset / task, preset=args.preset, teacher=args.teacher,
-                                   student=parse_student(args.student), init=args.init)
+            student_dir = run_task(task, args.data_dir, out / args.preset / task, preset=args.preset, teacher=teachers.get(task),
+                                   student=parse_student(args.student), init=args.init, overrides=dict(args.overrides))
             rows.append(row(json.loads((student_dir / REPORT_FILE).read_text())))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
