@@ -47,7 +47,8 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(data_dir=args.data_dir, run_dir=args.out, bundles_dir=args.bundles, tasks=tuple(args.tasks),
-                          preset=args.preset, teacher=teachers_for(args.tasks, args.teacher, args.teachers) or None, student=args.student, init=args.init, seed=args.seed,
+                          preset=args.preset, teacher=teachers_for(args.tasks, args.teacher, args.teachers) or None,
+                          student=args.student, init=args.init, seed=args.seed,
                           precisions=tuple(args.precisions), coreml_variants=tuple(args.coreml_variants),
                           skip_coreml=args.skip_coreml, force=args.force, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples, verify_max_examples=args.verify_max_examples,
