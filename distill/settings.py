@@ -104,7 +104,7 @@ PRESET_NAMES = tuple(_PRESET_LAYERS)
 _PRESET_INIT = {"medium": {"qa": "teacher-layers"}}
 # Given a teacher that already has the task's head (--teacher / --teachers), quick trains no teacher and starts every
 # task's student from that teacher's own layers: no general distillation, the whole budget goes to the student
-# (README, "Measured": the ready-teacher quick table).
+# (benchmarks/RESULTS.md, "Quick preset with the ready teachers").
 _READY_TEACHER_INIT = {"quick": "teacher-layers"}
 
 
