@@ -101,7 +101,7 @@ def test_leftovers_of_killed_exports_are_removed_and_live_ones_kept(tiny_tflite_
         (folder / "sentiment_fp32.tflite").write_bytes(b"half a model")
     # the export fails inside its own staging folder (no calibration data), after clearing the dead leftovers
     code = export_main(["tflite", str(tiny_classifier_dir), "--out", str(bundle), "--task", "sentiment", "--buckets", "16",
-                        "--precisions", "int8-static", "--data-dir", str(tmp_path / "missing")])
+                        "--precisions", "int8-static", "--min-runtime", "litert", "--data-dir", str(tmp_path / "missing")])
     _one_error(code, capsys, "does not exist")
     assert not any(p.exists() for p in dead) and live.is_dir()
 
@@ -247,7 +247,7 @@ def test_a_diverging_run_stops_at_the_step_naming_the_loss_or_tensor(tiny_classi
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = distill_main(["run", "--task", "spam", "--data-dir", str(data_dir), "--out", str(tmp_path / "out"), "--teacher",
+        code = distill_main(["run", "--task", "sentiment", "--data-dir", str(data_dir), "--out", str(tmp_path / "out"), "--teacher",
                              str(tiny_classifier_dir), "--student", "1x32x4x64", "--init", "random", "--max-train-examples", "32",
                              "--max-eval-examples", "16", "--set", "max_seq_length=32", "--set", "batch_size=16",
                              "--set", "intermediate_lr=1e30", "--set", "warmup_ratio=0"])
