@@ -31,8 +31,8 @@ def add_data_argument(parser: argparse.ArgumentParser, required: bool = False) -
 def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     """What decides a student: preset, teacher, student shape and start, seed and data limits."""
     parser.add_argument("--preset", default="quick", choices=PRESET_NAMES,
-                        help="quick: minutes on 2 cores; medium: a better student (2 cores: ~20 min for sentiment or spam, "
-                             "~2 h for QA); full: the paper's schedule (default quick)")
+                        help="quick: minutes on 2 cores; medium: a better student (hours for QA on 2 cores; times in "
+                             "benchmarks/RESULTS.md); full: the paper's schedule (default quick)")
     parser.add_argument("--teacher", action="append", default=None, metavar="[TASK=]PATH_OR_HUB_ID", help=TEACHER_HELP)
     parser.add_argument("--teachers", default=None, metavar="DIR", help=TEACHERS_HELP)
     parser.add_argument("--student", default=DEFAULT_STUDENT, type=parse_student,

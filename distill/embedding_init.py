@@ -6,8 +6,8 @@ Projecting the teacher's tables onto the top principal directions of its word em
 geometry from the start; the hidden-state projection W_h starts as the inverse map (the same basis), so the
 layer-0 loss begins near the PCA reconstruction error. `general_embedding_init=teacher-pca`; the medium preset
 uses it with the word table kept fixed (`student_freeze_word_embeddings`), so words the small corpus never shows
-keep the teacher's geometry and each step skips the table's gradient. At the quick preset's scale neither
-changed accuracy (README, "Known gaps"); quick keeps the paper's random start.
+keep the teacher's geometry and each step skips the table's gradient. Quick keeps the paper's random start (no
+gain at its scale: docs/sentiment-ladder.md, docs/qa-student-start.md).
 """
 from __future__ import annotations
 

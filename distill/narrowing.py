@@ -4,8 +4,8 @@
 narrower than the teacher (TinyBERT's 312 against MiniLM's 384) keeps a subset of the teacher's units, picked
 from the teacher's own activations on a few task batches (structured pruning, as in Michel et al. 2019 / CoFi):
 - hidden (residual) dimensions: one set for the whole model, since every layer adds into the same stream;
-  ranked by their share of the variance of the LayerNorm inputs, summed over all LayerNorms (on the medium QA
-  teacher this kept more than ranking by LayerNorm output energy, gains, or a first-order Taylor score: README);
+  ranked by their share of the variance of the LayerNorm inputs, summed over all LayerNorms (the best of the
+  rankings compared in docs/qa-student-start.md, "What the width cut costs");
 - attention head dimensions, per layer and head (heads are kept, each narrowed to hidden/heads): query/key pairs
   ranked by E[q_j^2] E[k_j^2], value dimensions by E[v_j^2] times the squared norm of the output weights reading them;
 - feed-forward neurons, per layer: E[a_n^2] times the squared norm of the output weights reading them.

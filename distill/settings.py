@@ -2,13 +2,13 @@
 
 `full` follows Jiao et al. 2020 / the official task_distill.py: intermediate-layer distillation 20 epochs,
 lr 5e-5, batch 32; prediction-layer distillation 3 epochs, lr 3e-5, temperature 1; general distillation
-lr 1e-4, 3 epochs. `quick` subsamples and shortens everything so the three tasks fit in about 20 minutes.
-`medium` trains a classification teacher as quick does (4,000 labelled examples) and spends about 20 minutes on a
-classification student (2 CPU cores) where it was measured to count: a 20x larger general corpus, a 5x larger
-unlabelled transfer set, and a student word table taken from the teacher by PCA and kept fixed, which also
-makes task distillation ~20% cheaper. For QA, whose quick teacher is barely better than chance, medium first
-trains the teacher on every train question (about 50 minutes), then starts the student from the teacher's own
-layers cut to its width (no general distillation) and distils it for 2 + 4 epochs (about 70 minutes).
+lr 1e-4, 3 epochs. `quick` subsamples and shortens everything to fit a 20-minute target on 2 cores.
+`medium` trains a classification teacher as quick does (4,000 labelled examples) and spends its time on the
+student where it was measured to count: a 20x larger general corpus, a 5x larger unlabelled transfer set, and a
+student word table taken from the teacher by PCA and kept fixed (docs/sentiment-ladder.md). For QA it first
+trains the teacher on every train question, then starts the student from the teacher's own layers cut to its
+width (no general distillation) and distils it for 2 + 4 epochs (docs/qa-student-start.md; times in
+benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -64,31 +64,31 @@ _SIZE_LIMITS = ("teacher_max_train_examples", "general_max_texts")
 EMBEDDING_INITS = ("teacher-pca", "random")
 
 # quick: short sequences (SST-2/SMS are short; official SST-2 uses 64), subsampled train sets, few epochs.
-# Measured on 2 quiet CPU cores: see the README (benchmarks/bench_distill.py).
+# Timings: benchmarks/RESULTS.md, "Distillation (bench_distill.py)".
 _QUICK = {
     "classification": dict(max_seq_length=64, max_train_examples=4000, teacher_epochs=1, teacher_lr=1e-4, teacher_freeze_embeddings=True,
                            general_epochs=1, general_lr=5e-4, general_max_texts=2000,
                            intermediate_epochs=3, intermediate_lr=5e-4, prediction_epochs=3, prediction_lr=2e-4),
     # QA windows are 4x longer and SQuAD needs far more steps than a quick budget allows: the demo trains on
-    # 700 questions (teacher-pca embeddings were tried here: student F1 6.41 against 6.49 from random).
+    # 700 questions (teacher-pca embeddings gave no gain here: docs/qa-student-start.md).
     "qa": dict(max_seq_length=256, max_train_examples=700, max_eval_examples=150, teacher_epochs=1, teacher_lr=1.5e-4,
                teacher_freeze_embeddings=True, general_epochs=1, general_lr=5e-4, general_max_texts=300,
                intermediate_epochs=1, intermediate_lr=5e-4, prediction_epochs=2, prediction_lr=3e-4),
 }
-# Per-task changes on top of the head's quick settings. Spam messages are longer, so two epochs per phase; with
-# 2,500 messages instead of 4,000 the student fell to the all-ham rate (86.7%), so the set is not cut further.
+# Per-task changes on top of the head's quick settings. Spam messages are longer, so two epochs per phase; a smaller
+# set made the student predict all-ham (docs/presets.md), so the set is not cut further.
 _QUICK_TASK = {"spam": dict(intermediate_epochs=2, prediction_epochs=2)}
-# medium: quick's teacher, then the measured levers for the student (README, "Distillation"): general distillation
+# medium: quick's teacher, then the measured levers for the student (docs/sentiment-ladder.md): general distillation
 # on 40,000 texts and task distillation on 20,000 unlabelled transfer texts, both from the train split.
 _MEDIUM = {
     "classification": dict(max_train_examples=20000, teacher_max_train_examples=4000, general_max_texts=40000,
                            general_embedding_init="teacher-pca", student_freeze_word_embeddings=True),
     # QA: quick's teacher (700 questions, 25 steps) is barely better than chance, and the student levers alone gave
-    # nothing (F1 5.90 against 6.49). Medium QA first trains a teacher worth copying on every train question (2
+    # nothing (docs/qa-student-start.md). Medium QA first trains a teacher worth copying on every train question (2
     # epochs), then starts the student from that teacher's layers (_PRESET_INIT) and distils it at fine-tuning
-    # learning rates, 2 intermediate + 4 prediction epochs; about two hours on 2 cores (README). The
-    # general-distillation levers of the classification tasks gave 22% here; they apply only to a student the
-    # teacher's layers cannot seed.
+    # learning rates, 2 intermediate + 4 prediction epochs (times: benchmarks/RESULTS.md). The classification
+    # tasks' general-distillation levers did not carry over; they apply only to a student the teacher's layers
+    # cannot seed.
     "qa": dict(max_train_examples=None, max_eval_examples=None, teacher_epochs=2, teacher_lr=1e-4, general_max_texts=None,
                general_embedding_init="teacher-pca", student_freeze_word_embeddings=True,
                intermediate_epochs=2, intermediate_lr=2e-4, prediction_epochs=4, prediction_lr=1e-4),
@@ -99,8 +99,7 @@ _MEDIUM_TASK = {"spam": dict(intermediate_epochs=3, prediction_epochs=3)}
 _PRESET_LAYERS = {"quick": ((_QUICK, _QUICK_TASK),), "medium": ((_QUICK, _QUICK_TASK), (_MEDIUM, _MEDIUM_TASK)), "full": ()}
 PRESET_NAMES = tuple(_PRESET_LAYERS)
 # The student's start when --init is not given: general distillation, except for medium QA, which starts from the
-# fine-tuned teacher's own layers cut to the student's width (distill/narrowing.py). From general distillation
-# tinybert-4l-312d kept 22% of the teacher's F1 there; from the teacher's layers, 90% (README, "Distillation").
+# fine-tuned teacher's own layers cut to the student's width (distill/narrowing.py). Why: docs/qa-student-start.md.
 _PRESET_INIT = {"medium": {"qa": "teacher-layers"}}
 # Given a teacher that already has the task's head (--teacher / --teachers), quick trains no teacher and starts every
 # task's student from that teacher's own layers: no general distillation, the whole budget goes to the student

@@ -1,8 +1,7 @@
 """The teacher's logits on the transfer set, computed once before prediction-layer distillation.
 
 The frozen teacher runs in eval mode, so its logits are the same in every epoch; computing them in each step
-costs a teacher forward pass per batch (about 30% of a prediction step with the 6-layer teacher and a 4-layer
-student, measured on medium QA: 335 s for the cache against 825 s per epoch of student steps). Computed once,
+costs a teacher forward pass per batch (what the cache saves: benchmarks/RESULTS.md, "Teacher-logit cache"). Computed once,
 in length order with fixed batches, on every process, the cache is the same after a `--resume` and on each of
 several processes. QA logits are per token, so each row keeps its own length and
 `collate` pads it with PAD_LOGIT, a score that softmax turns into zero probability.

@@ -11,7 +11,7 @@ from mobile_app.runtime.contract import TASK_NAMES
 from export.quantize import check_precisions
 
 # int8-static is opt-in here (`--precisions ... int8-static`): its int16 activations run on the interpreter's slow
-# reference kernels (5-6x slower than fp32 on CPU) and calibration adds minutes per task; it only saves size.
+# reference kernels (int8-static latency: benchmarks/RESULTS.md) and calibration adds minutes per task; it only saves size.
 DEFAULT_TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic")
 DEFAULT_COREML_VARIANTS = ("fp16",)                 # as `python -m export coreml` does
 DEFAULT_VERIFY_EXAMPLES = 500                       # the parity proof's minimum; the whole eval split when smaller

@@ -326,7 +326,7 @@ class MilProgramEvaluator:
 
 def _single_threaded_blas():
     """One BLAS thread while a program runs: its GEMMs are small, and on a shared CPU OpenBLAS's spinning
-    worker threads made them up to 100x slower."""
+    worker threads made them far slower."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")

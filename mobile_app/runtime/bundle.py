@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mobile_app.runtime.contract import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME
+from mobile_app.runtime.contract import ARTIFACT_FIELDS, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FIELDS, MANIFEST_NAME
 from mobile_app.runtime.files import sha256_path
 
 
@@ -26,6 +26,12 @@ def read_manifest(bundle_dir: str | Path) -> dict:
         raise BundleError(f"{manifest_path} is not valid JSON ({error}); re-export the bundle") from None
     if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{manifest_path} is not a {FORMAT_NAME} v{FORMAT_VERSION} manifest; re-export the bundle with this version of the kit")
+    missing = [name for name in MANIFEST_FIELDS if name not in manifest]
+    incomplete = sorted({str(entry.get("file", "?")) for entry in manifest.get("artifacts") or []
+                         if not isinstance(entry, dict) or any(name not in entry for name in ARTIFACT_FIELDS)})
+    if missing or incomplete or not isinstance(manifest.get("artifacts"), list):
+        what = f"lacks {', '.join(missing)}" if missing else f"has incomplete artifact entries ({', '.join(incomplete) or 'artifacts'})"
+        raise BundleError(f"{manifest_path} {what}; re-export the bundle with this version of the kit")
     return manifest
 
 

@@ -37,8 +37,9 @@ LABELS_NAME = "labels.txt"
 # Fields every manifest carries (export/bundle.py writes them, mobile_app/runtime/bundle.py checks them).
 MANIFEST_FIELDS = ("format", "format_version", "task", "head", "labels", "buckets", "tokenizer", "student",
                    "artifacts", "files")
-# Fields of one artifact entry in `artifacts`.
-ARTIFACT_FIELDS = ("file", "format", "precision", "inputs", "outputs", "size_bytes")
+# Fields every artifact entry in `artifacts` carries (a .tflite entry adds its `signatures` and runtime needs, a
+# Core ML entry its buckets, inputs, outputs and labels).
+ARTIFACT_FIELDS = ("file", "format", "precision", "size_bytes")
 # Written into each artifact entry by `python -m export verify`: [{"runtime", "interpreter", "status", "passed"}], the
 # TFLite runtimes (export/verify/runtimes.py) or Core ML runner it was checked on.
 VERIFIED_ON = "verified_on"
