@@ -47,21 +47,18 @@ print(json.dumps(out))
 
 
 def torch_labels(student: Path, bundle: Path, texts: list[str]) -> list[int]:
-    import torch
-
+    from export.verify.runners import TorchRunner
     from export.wrapper import ExportableBert, load_student
     from mobile_app.runtime import load_task
     from mobile_app.runtime.classify import encode_text
 
-    model = ExportableBert(load_student(student)).eval()
     runner = load_task(bundle, precision="fp32")
+    reference = TorchRunner(ExportableBert(load_student(student)), runner.backend.buckets, runner.tokenizer.pad_id)
     labels = []
     for text in texts:
         enc = encode_text(runner.tokenizer, text, runner._max_length())
-        padded, _ = runner.backend.pad(enc.input_ids, enc.attention_mask, enc.token_type_ids)
-        with torch.no_grad():
-            logits = model(*(torch.from_numpy(padded[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
-        labels.append(int(np.argmax(logits.numpy().reshape(-1))))
+        logits = reference.run(enc.input_ids, enc.attention_mask, enc.token_type_ids)["logits"]
+        labels.append(int(np.argmax(np.asarray(logits).reshape(-1))))
     return labels
 
 

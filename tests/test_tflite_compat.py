@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from export.tflite_compat import inspect_tflite
 from mobile_app.runtime.backends import BackendUnavailableError, TFLiteBackend, check_runtime
@@ -64,19 +63,17 @@ def _classify_in(python: Path, bundle: Path) -> dict:
 
 def _torch_logits(student_dir: Path, bundle: Path) -> np.ndarray:
     """PyTorch logits of SENTENCES, tokenized by the bundle's own tokenizer and padded as the backend pads."""
+    from export.verify.runners import TorchRunner
     from export.wrapper import ExportableBert, load_student
     from mobile_app.runtime import load_task
     from mobile_app.runtime.classify import encode_text
 
-    model = ExportableBert(load_student(student_dir))
     runner = load_task(bundle, precision="fp32")
+    reference = TorchRunner(ExportableBert(load_student(student_dir)), runner.backend.buckets, runner.tokenizer.pad_id)
     rows = []
     for text in SENTENCES:
         enc = encode_text(runner.tokenizer, text, runner._max_length())
-        padded, _ = runner.backend.pad(enc.input_ids, enc.attention_mask, enc.token_type_ids)
-        with torch.no_grad():
-            logits = model(*(torch.from_numpy(padded[name]) for name in ("input_ids", "attention_mask", "token_type_ids")))
-        rows.append(logits.numpy().reshape(-1))
+        rows.append(np.asarray(reference.run(enc.input_ids, enc.attention_mask, enc.token_type_ids)["logits"]).reshape(-1))
     return np.stack(rows)
 
 

@@ -146,27 +146,38 @@ def check_runtime(path: Path, entry: dict, interpreter: str, tflite_version: str
                                       f"re-export with `python -m export tflite --min-runtime {major_minor}` or use a newer interpreter")
 
 
-class TFLiteBackend(Backend):
-    """A .tflite artifact with one signature per bucket (entry['signatures'] = {"<bucket>": "<signature key>"})."""
+class SignatureBackend(Backend):
+    """A .tflite artifact with one signature per bucket (entry['signatures'] = {"<bucket>": "<signature key>"}): what
+    every binding of a TFLite interpreter shares (the file, the bucket -> signature map, the check of its keys)."""
+
+    def __init__(self, path: str | Path, entry: dict, pad_id: int = 0):
+        listed = entry.get("signatures") or {}
+        super().__init__(path, entry, listed.keys(), pad_id)
+        if not self.path.is_file():
+            raise BundleError(f"{self.path} not found; re-export the bundle")
+        self.signatures = {int(bucket): key for bucket, key in listed.items()}
+
+    def check_signatures(self, available) -> None:
+        """Refuse a file that lacks a signature its manifest entry lists."""
+        missing = sorted(set(self.signatures.values()) - set(available))
+        if missing:
+            raise BundleError(f"{self.path.name} lacks the signatures {', '.join(missing)} its manifest entry lists; re-export the bundle")
+
+
+class TFLiteBackend(SignatureBackend):
+    """A .tflite artifact through the desktop/Python TFLite interpreter (ai-edge-litert, tflite-runtime or tf.lite)."""
 
     name = "tflite"
 
     def __init__(self, path: str | Path, entry: dict, num_threads: int = 2, pad_id: int = 0):
-        signatures = entry.get("signatures") or {}
-        super().__init__(path, entry, signatures.keys(), pad_id)
-        if not self.path.is_file():
-            raise BundleError(f"{self.path} not found; re-export the bundle")
+        super().__init__(path, entry, pad_id)
         Interpreter, self.interpreter_name, self.tflite_version = _interpreter()
         check_runtime(self.path, self.entry, self.interpreter_name, self.tflite_version)
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
             raise BundleError(f"{self.path.name} is not a loadable TFLite model ({error}); re-export the bundle") from None
-        available = set(self.interpreter.get_signature_list())
-        missing = sorted(set(signatures.values()) - available)
-        if missing:
-            raise BundleError(f"{self.path.name} lacks the signatures {', '.join(missing)} its manifest entry lists; re-export the bundle")
-        self.signatures = {int(bucket): key for bucket, key in signatures.items()}
+        self.check_signatures(self.interpreter.get_signature_list())
         self._runners = {bucket: self.interpreter.get_signature_runner(key) for bucket, key in self.signatures.items()}
 
     def _predict(self, padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_app.runtime.backends import Backend, BackendUnavailableError, BundleError, check_runtime
+from mobile_app.runtime.backends import BackendUnavailableError, BundleError, SignatureBackend, check_runtime
 
 # The LiteRT Android library pinned in buildozer.spec, and the TFLite runtime inside it (runtime_versions.py).
 LITERT_ANDROID_RELEASE = "2.3.0"
 
 
-class LiteRTAndroidBackend(Backend):
+class LiteRTAndroidBackend(SignatureBackend):
     """A .tflite artifact run by the LiteRT Android library (entry['signatures'] = {"<bucket>": "<signature key>"})."""
 
     name = "litert-android"
@@ -30,10 +30,7 @@ class LiteRTAndroidBackend(Backend):
     def __init__(self, path: str | Path, entry: dict, num_threads: int = 2, pad_id: int = 0):
         from mobile_app.runtime.runtime_versions import litert_tflite_version
 
-        signatures = entry.get("signatures") or {}
-        super().__init__(path, entry, signatures.keys(), pad_id)
-        if not self.path.is_file():
-            raise BundleError(f"{self.path} not found; re-export the bundle")
+        super().__init__(path, entry, pad_id)
         try:
             from jnius import autoclass
         except ImportError:
@@ -56,10 +53,7 @@ class LiteRTAndroidBackend(Backend):
             self.interpreter = interpreter_class(autoclass("java.io.File")(str(self.path)), options)
         except Exception as error:
             raise BundleError(f"{self.path.name} is not a loadable TFLite model ({error}); re-export the bundle") from None
-        missing = sorted(set(signatures.values()) - set(self.interpreter.getSignatureKeys()))
-        if missing:
-            raise BundleError(f"{self.path.name} lacks the signatures {', '.join(missing)} its manifest entry lists; re-export the bundle")
-        self.signatures = {int(bucket): key for bucket, key in signatures.items()}
+        self.check_signatures(self.interpreter.getSignatureKeys())
 
     def _predict(self, padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         key = self.signatures[padded["input_ids"].shape[1]]
