@@ -3,7 +3,7 @@
 NOT RUN HERE: this machine has no Android SDK, device or JVM with the LiteRT AAR, so this module has never
 executed; mobile_app/PACKAGING.md says what is and is not verified. What is verified is the interpreter it
 wraps: buildozer.spec pins `com.google.ai.edge.litert:litert:2.3.0`, the release of the ai-edge-litert 2.3.0
-wheel that every parity test here runs, and the export's default profile is that runtime's TFLite.
+wheel that every parity test here runs; the export's default profile (TFLite 2.8) runs on it.
 
 The code is kept to the calls the LiteRT Interpreter API documents (org.tensorflow.lite.Interpreter, kept under
 that package name in the LiteRT AAR): one signature per bucket run with `runSignature(inputs, outputs, key)`,
