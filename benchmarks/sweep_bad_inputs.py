@@ -156,21 +156,19 @@ class Sweep:
         save_file(weights, str(nan_dir / "model.safetensors"), metadata={"format": "pt"})
         self.record("tflite of an all-NaN student", export_tflite(nan_dir, self.root / "nan_bundle"))
 
-    def case_temperature_zero(self):
-        out = self.root / "distill_t0"
-        proc = run(["-m", "distill", "run", "--task", "sentiment", "--data-dir", str(self.data), "--out", str(out),
+    def _tiny_distill(self, folder: str, *settings: str):
+        """A one-epoch-per-phase distill run of a 1-layer student on 64 SST-2 sentences, with extra --set values."""
+        sets = [arg for value in ("max_seq_length=32", "intermediate_epochs=1", "prediction_epochs=1", *settings)
+                for arg in ("--set", value)]
+        return run(["-m", "distill", "run", "--task", "sentiment", "--data-dir", str(self.data), "--out", str(self.root / folder),
                     "--teacher", str(self.student), "--student", "1x32x4x64", "--init", "random", "--max-train-examples", "64",
-                    "--max-eval-examples", "32", "--set", "temperature=0", "--set", "max_seq_length=32",
-                    "--set", "intermediate_epochs=1", "--set", "prediction_epochs=1"])
-        self.record("distill --set temperature=0", proc)
+                    "--max-eval-examples", "32", *sets])
+
+    def case_temperature_zero(self):
+        self.record("distill --set temperature=0", self._tiny_distill("distill_t0", "temperature=0"))
 
     def case_nan_training(self):
-        out = self.root / "distill_nan"
-        proc = run(["-m", "distill", "run", "--task", "sentiment", "--data-dir", str(self.data), "--out", str(out),
-                    "--teacher", str(self.student), "--student", "1x32x4x64", "--init", "random", "--max-train-examples", "64",
-                    "--max-eval-examples", "32", "--set", "max_seq_length=32", "--set", "intermediate_epochs=1",
-                    "--set", "prediction_epochs=1", "--set", "intermediate_lr=1e30"])
-        self.record("distill --set intermediate_lr=1e30 (diverges)", proc)
+        self.record("distill --set intermediate_lr=1e30 (diverges)", self._tiny_distill("distill_nan", "intermediate_lr=1e30"))
 
     def _tamper_vocab_shift(self, bundle):
         vocab = (bundle / "vocab.txt").read_text(encoding="utf-8").splitlines()
