@@ -52,19 +52,25 @@ def build_random_student(root: Path) -> Path:
     """A random tinybert-4l-312d sentiment student exported to a bundle under root; returns the bundle."""
     import shutil
 
+    import torch
+
     from distill.student import PRESETS, new_student, student_config
     from distill.tasks import get_task
     from distill.teacher import default_teacher, teacher_config
+    from distill.word_grid import snap
     from export.tflite import export_tflite
 
     spec = get_task("sentiment")
     teacher = default_teacher()
     model = new_student(student_config(PRESETS["tinybert-4l-312d"], teacher_config(teacher), "classification", spec.labels), seed=0)
+    table = model.bert.embeddings.word_embeddings.weight
+    with torch.no_grad():  # on the 4-bit grid, as `--set student_word_bits=4` leaves it, so int8-words4 can be made
+        table.copy_(snap(table))
     student = root / "student"
     model.eval().save_pretrained(student, safe_serialization=True)
     for name in ("vocab.txt", "tokenizer_config.json"):
         shutil.copyfile(Path(teacher) / name, student / name)
-    export_tflite(student, root / "bundle", precisions=["fp32", "int8-dynamic"], task=spec.name)
+    export_tflite(student, root / "bundle", precisions=["fp32", "int8-dynamic", "int8-words4"], task=spec.name)
     return root / "bundle"
 
 
@@ -273,14 +279,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (median and spread over them)")
     parser.add_argument("--runs", type=int, default=5, help="timed calls per subject per round (their median is the round's)")
     parser.add_argument("--quality-examples", type=int, help="eval examples for the PyTorch/ONNX accuracy (default: all)")
-    parser.add_argument("--ship", default=None, help="precision checked against the targets (default: the app's DEFAULT_PRECISION)")
+    parser.add_argument("--ship", default=None, help="precision checked against the targets (default: the first of the app's DEFAULT_PRECISIONS in the bundle)")
     parser.add_argument("--out", type=Path, help="also write latency.json and latency.md here")
     parser.add_argument("--work", type=Path, help="keep the random student, its bundle and the ONNX files here for the next run")
     args = parser.parse_args(argv)
     if args.bundle and not (args.bundle / "bundle.json").is_file():
         print(f"error: {args.bundle} is not a bundle (no bundle.json); export one with `python -m export tflite`", file=sys.stderr)
         return 2
-    from mobile_app.runtime.contract import DEFAULT_PRECISION
+    from mobile_app.runtime.contract import DEFAULT_PRECISIONS
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine_before = machine_line()
@@ -294,7 +300,9 @@ def main(argv=None) -> int:
                                          args.quality_examples)
         run_rounds(subjects, args.rounds, args.runs)
     text = table(subjects, notes)
-    lines = target_lines(subjects, args.ship or DEFAULT_PRECISION) if notes["task"] == "sentiment" else []
+    have = {name.rsplit("_", 1)[-1].removesuffix(".tflite") for name in (s.name for s in subjects)}
+    shipped = args.ship or next((p for p in DEFAULT_PRECISIONS if p in have), DEFAULT_PRECISIONS[-1])
+    lines = target_lines(subjects, shipped) if notes["task"] == "sentiment" else []
     header = (f"{started}; task {notes['task']}, seq {bucket}, batch 1, {args.threads} thread(s), {args.rounds} interleaved rounds "
               f"x {args.runs} calls; machine at start: {machine_before}; at end: load average {os.getloadavg()[0]:.1f}\n"
               f"accuracy/agreement: artifacts from parity.json ({notes.get('parity_examples') or 'no parity.json'} eval examples), "

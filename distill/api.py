@@ -15,11 +15,13 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from distill.errors import UserError
 from distill.evaluate import evaluate
 from distill.features import FEATURE_KEYS, collate
 from distill.general import general_distill, read_corpus, task_texts
-from distill.internals import freeze_word_embeddings
+from distill.internals import encoder_of, freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
 from distill.outputs import cached_record, check_writable, save_model_folder, weights_bytes, write_json
 from mobile_app.runtime.files import replace_dir
@@ -31,6 +33,7 @@ from distill.teacher import KEY_FILE as TEACHER_KEY_FILE
 from distill.teacher import (default_teacher, has_task_head, load_tokenizer, prepare_teacher, source_identity,
                              task_features, teacher_config)
 from distill.soft_targets import with_teacher_logits
+from distill.word_grid import snap
 from distill.trainer import EpochBudget, Interrupted, Phase, make_accelerator, phase_finished, run_phase
 
 REPORT_FILE = "distill_report.json"
@@ -75,16 +78,18 @@ class _Run:
         if max_eval_examples is not None:
             overrides["max_eval_examples"] = max_eval_examples
         self.preset, self.seed, self.out = preset, int(seed), Path(out_dir)
-        self.settings = settings_for(self.task, preset, overrides)
+        self.settings = settings_for(self.task, preset, overrides)  # checks the overrides before the teacher is read
         self.shape = resolve_shape(student)
         self.teacher_source = str(teacher) if teacher is not None else default_teacher()
         self.teacher_config = teacher_config(self.teacher_source)
+        # a teacher with the task's head is used as it is (a head for another task or other labels is refused here)
+        self.teacher_ready = has_task_head(self.teacher_config, self.task, self.teacher_source)
+        if init is None and self.teacher_ready and default_init(self.task, preset, True) == TEACHER_LAYERS:
+            self.settings = settings_for(self.task, preset, overrides, ready_teacher_start=True)
         positions = getattr(self.teacher_config, "max_position_embeddings", None)
         if positions and self.settings.max_seq_length > positions:
             raise UserError(f"max_seq_length {self.settings.max_seq_length} is longer than the teacher's {positions} position "
                             f"embeddings; use --set max_seq_length={positions} or less")
-        # a teacher with the task's head is used as it is (a head for another task or other labels is refused here)
-        self.teacher_ready = has_task_head(self.teacher_config, self.task, self.teacher_source)
         self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
         self.init = str(init) if init is not None else default_init(self.task, preset, self.teacher_ready)
         named = ("random", "general", TEACHER_LAYERS)
@@ -100,15 +105,17 @@ class _Run:
                 print(f"note: the {preset} preset starts {self.task.name} students from the teacher's layers, which cannot "
                       f"seed this one ({why}); starting it from general distillation instead")
                 self.init = "general"
+                self.settings = settings_for(self.task, preset, overrides)  # the ready-teacher settings go with that start
         if self.init == TEACHER_LAYERS:
             # copied layers compute what the teacher's did only with the teacher's activation and LayerNorm epsilon
             self.student_config.hidden_act = self.teacher_config.hidden_act
             self.student_config.layer_norm_eps = self.teacher_config.layer_norm_eps
         elif self.init not in named:
             check_general_source(self.init, self.shape)
-        if self.settings.student_freeze_word_embeddings and (self.init == "random" or (
+        fixed_table = "student_word_bits" if self.settings.student_word_bits else "student_freeze_word_embeddings"
+        if (self.settings.student_freeze_word_embeddings or self.settings.student_word_bits) and (self.init == "random" or (
                 self.init == "general" and self.settings.general_embedding_init == "random")):
-            raise UserError("student_freeze_word_embeddings would keep a random word table; start it from the teacher "
+            raise UserError(f"{fixed_table} would keep a random word table; start it from the teacher "
                             "(--set general_embedding_init=teacher-pca with --init general) or from a checkpoint (--init PATH)")
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} exists and is not a folder; pass a folder path")
@@ -156,7 +163,13 @@ def _student_start(run: _Run, teacher, features):
         init_info = {"kind": TEACHER_LAYERS, **info}
     elif run.init != "random":
         init_info = {"kind": "checkpoint", **load_general_encoder(student, run.init)}
-    if run.settings.student_freeze_word_embeddings:
+    if run.settings.student_word_bits:
+        # the table the phone will store, from the first step on: the rest of the student learns around it
+        table = encoder_of(student).embeddings.word_embeddings.weight
+        with torch.no_grad():
+            table.copy_(snap(table))
+        init_info["word_table"] = f"{run.settings.student_word_bits}-bit grid, fixed"
+    if run.settings.student_freeze_word_embeddings or run.settings.student_word_bits:
         freeze_word_embeddings(student)
     return student, init_info, hidden_dims
 

@@ -19,12 +19,16 @@ import numpy as np
 from distill.errors import UserError
 from mobile_app.runtime.runtime_versions import litert_tflite_version, normalize, version_key
 
-TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4", "int8-static")
+# Precisions converted from their own float graph rather than from the shared one (export/packed_words.py).
+PACKED_WORDS_PRECISIONS = ("int8-words4",)
 # What each precision stores and computes, recorded in the manifest entry.
 PRECISION_NOTES = {
     "fp32": "float32 weights and activations",
     "fp16": "float16 weights (dequantized on load), float32 compute",
     "int8-dynamic": "int8 per-channel weights, float activations quantized on the fly",
+    "int8-words4": "int8 per-channel weights as int8-dynamic, the word table exactly as the student holds it on a 4-bit grid "
+                   "(two codes per byte, unpacked per looked-up row), float activations",
     "int8-static": "int8 weights and embedding table, int16 activations calibrated on train examples, float fallback where unsupported",
 }
 
@@ -88,6 +92,8 @@ def profile_gap(precision: str, min_runtime: str) -> str | None:
 def precision_notes(precision: str, min_runtime: str = DEFAULT_MIN_RUNTIME) -> str:
     if precision == "int8-dynamic" and not _per_channel_hybrid(min_runtime):
         return WEIGHT_ONLY_INT8_NOTES
+    if precision == "int8-words4" and not _per_channel_hybrid(min_runtime):
+        return WEIGHT_ONLY_INT8_NOTES + "; the word table on its 4-bit grid, two codes per byte, unpacked per looked-up row"
     return PRECISION_NOTES[precision]
 
 
@@ -95,6 +101,15 @@ def _recipe(precision: str, min_runtime: str = DEFAULT_MIN_RUNTIME):
     from ai_edge_quantizer import recipe, recipe_manager
     from ai_edge_quantizer.qtyping import QuantGranularity, TFLOperationName
 
+    if precision == "int8-words4":
+        from export.packed_words import MODULE_SCOPE_REGEX
+
+        # int8-dynamic's recipe, with the packed lookup's ops (its float row scales) left as they are
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(_recipe("int8-dynamic", min_runtime))
+        manager.add_quantization_config(regex=MODULE_SCOPE_REGEX, operation_name=TFLOperationName.ALL_SUPPORTED,
+                                        algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+        return manager.get_quantization_recipe()
     if precision == "int8-dynamic":
         if _per_channel_hybrid(min_runtime):
             return recipe.dynamic_wi8_afp32()

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from distill.errors import UserError
 from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
-from export.quantize import (DEFAULT_MIN_RUNTIME, check_precisions, parse_min_runtime, precision_notes, profile_gap,
-                             quantize_tflite)
+from export.quantize import (DEFAULT_MIN_RUNTIME, PACKED_WORDS_PRECISIONS, check_precisions, parse_min_runtime, precision_notes,
+                             profile_gap, quantize_tflite)
 from export.student import (check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
 from export.wrapper import ExportableBert, load_student
@@ -77,17 +77,24 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
     start = time.perf_counter()
     float_model = convert_float(model, buckets)
     convert_seconds = time.perf_counter() - start
+    packed_model, packed_seconds = None, 0.0
     steps.update()
     for precision in precisions:
         steps.set_postfix_str(precision)
         start = time.perf_counter()
+        source = float_model
+        if precision in PACKED_WORDS_PRECISIONS:  # its own float graph: the word lookup reads the packed 4-bit table
+            if packed_model is None:
+                packed_model = convert_float(ExportableBert(model.model, packed_words=True), buckets)
+                packed_seconds = time.perf_counter() - start
+            source = packed_model
         try:
-            data = quantize_tflite(float_model, precision, calibration, min_runtime)
+            data = quantize_tflite(source, precision, calibration, min_runtime)
         except UserError:
             raise
         except Exception as error:  # the quantizer's own errors: name the precision that failed
             raise UserError(f"quantizing to {precision} failed ({type(error).__name__}: {error}); drop it from --precisions") from error
-        seconds = convert_seconds + time.perf_counter() - start
+        seconds = convert_seconds + (packed_seconds if precision in PACKED_WORDS_PRECISIONS else 0.0) + time.perf_counter() - start
         needs = inspect_tflite(data)
         entry = {"file": artifact_name(task, precision), "format": "tflite", "precision": precision,
                  "notes": precision_notes(precision, min_runtime), "signatures": {str(b): signature_key(b) for b in buckets},
@@ -105,10 +112,26 @@ def _leave_out(stage: Path, manifest: dict, precision: str, min_runtime: str, re
     """Record that the profile cannot have `precision`, drop a stale .tflite of it, and say so in one line."""
     profile = manifest.setdefault(TFLITE_PROFILE_FIELD, {"min_runtime": min_runtime, "unavailable": {}})
     profile["unavailable"][precision] = reason
+    _drop_stale(stage, manifest, precision)
+    tqdm.write(_left_out_line(precision, min_runtime, reason))
+
+
+def _drop_stale(stage: Path, manifest: dict, precision: str) -> None:
+    """A .tflite of `precision` from an earlier export described another student: it leaves the bundle."""
     for entry in [e for e in manifest["artifacts"] if e.get("format") == "tflite" and e.get("precision") == precision]:
         manifest["artifacts"].remove(entry)
         (stage / entry["file"]).unlink(missing_ok=True)
-    tqdm.write(_left_out_line(precision, min_runtime, reason))
+
+
+def _grid_gaps(model: ExportableBert, precisions: list[str]) -> dict[str, str]:
+    """{precision: why not} for packed-word precisions whose student's word table is not on the 4-bit grid."""
+    wanted = [p for p in precisions if p in PACKED_WORDS_PRECISIONS]
+    if not wanted:
+        return {}
+    from export.packed_words import off_grid_reason
+
+    reason = off_grid_reason(model.bert.embeddings.word_embeddings.weight)
+    return {p: reason for p in wanted} if reason else {}
 
 
 def _left_out_line(precision: str, min_runtime: str, reason: str) -> str:
@@ -131,6 +154,10 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
             tqdm.write(_left_out_line(precision, min_runtime, reason))
         raise UserError(f"none of {', '.join(precisions)} can be made for --min-runtime {min_runtime}; nothing was written to {bundle_dir}")
     model = ExportableBert(load_student(student_dir))
+    grid_gaps = _grid_gaps(model, precisions)
+    if grid_gaps and len(set(grid_gaps) | set(gaps)) == len(precisions):
+        raise UserError(f"{next(iter(grid_gaps))} cannot be made from {student_dir}: {next(iter(grid_gaps.values()))}; "
+                        f"nothing was written to {bundle_dir}")
     spec = resolve_task(student_dir, task, model.head)
     check_labels(model.model, spec)
     buckets = check_buckets(buckets or spec.buckets, model.max_positions)
@@ -147,7 +174,10 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
         manifest[TFLITE_PROFILE_FIELD] = {"min_runtime": min_runtime, "unavailable": {}}
         for precision, reason in gaps.items():
             _leave_out(stage, manifest, precision, min_runtime, reason)
-        precisions = [p for p in precisions if p not in gaps]
+        for precision, reason in grid_gaps.items():
+            _drop_stale(stage, manifest, precision)
+            tqdm.write(f"tflite: {precision} not exported: {reason}")
+        precisions = [p for p in precisions if p not in gaps and p not in grid_gaps]
         calibration, calibration_seconds = None, 0.0
         if "int8-static" in precisions:
             from export.model_inputs import calibration_set

@@ -26,10 +26,12 @@ _RUNTIME_TABLE = {
     "SUB": {1: "1.6.0", 2: "1.14.0", 3: "2.3.0", 4: "2.4.0", 5: "2.4.0"},
     "MUL": {1: "1.5.0", 2: "1.14.0", 3: "1.15.0", 4: "2.3.0", 5: "2.6.0", 6: "2.11.0", 7: "2.13.0"},
     "BATCH_MATMUL": {1: "2.3.0", 2: "2.3.0", 3: "2.4.0", 4: "2.5.0"},
+    "CONCATENATION": {1: "1.5.0", 2: "1.14.0", 3: "2.3.0"},
     "CAST": {1: "1.5.0", 2: "2.7.0", 3: "2.8.0", 4: "2.9.0", 5: "2.12.0", 6: "2.15.0", 7: "2.17.0"},
     "DEQUANTIZE": {1: "1.13.1", 2: "1.14.0", 3: "1.15.0", 4: "2.2.0", 5: "2.7.0", 6: "2.18.0"},
     "QUANTIZE": {1: "1.14.0", 2: "1.15.0", 3: "2.7.0"},
     "EMBEDDING_LOOKUP": {1: "1.13.0", 2: "1.14.0", 3: "1.14.0", 4: "2.18.0"},
+    "FLOOR": {1: "1.9.0"},
     "FULLY_CONNECTED": {1: "1.5.0", 2: "1.10.0", 3: "1.14.0", 4: "1.14.0", 5: "2.0.0", 6: "2.1.0", 7: "2.3.0",
                         8: "2.3.0", 9: "2.3.0", 10: "2.11.0", 11: "2.15.0", 12: "2.17.0", 13: "2.18.0"},
     # runtime_version.cc says 2.9.0, but GELU (builtin 150) is in TFLite 2.8's schema and tensorflow-cpu 2.8.4's
@@ -193,6 +195,8 @@ def _version(name: str, ins: list[_Tensor], outs: list[_Tensor], op, schema) -> 
         return 2 if "UINT32" in types else 1
     if name == "GELU":
         return 2 if t0 in ("INT8", "UINT8") else 1
+    if name == "CONCATENATION":
+        return 4 if t0 == "UINT32" else 3 if t0 == "INT16" else 2 if t0 == "INT8" else 1
     if name == "RESHAPE":
         return 1
     return None

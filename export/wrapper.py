@@ -32,7 +32,7 @@ def head_of(model: nn.Module) -> str:
 class ExportableBert(nn.Module):
     """BERT encoder plus task head, written out for converters. Outputs match the HF model in eval mode."""
 
-    def __init__(self, model: nn.Module, mask_value: float = MASK_VALUE):
+    def __init__(self, model: nn.Module, mask_value: float = MASK_VALUE, packed_words: bool = False):
         super().__init__()
         self.head = head_of(model)
         self.model = model.eval()
@@ -44,6 +44,12 @@ class ExportableBert(nn.Module):
         self.mask_value = float(mask_value)
         self.max_positions = config.max_position_embeddings
         self.output_names = OUTPUT_NAMES[self.head]
+        # int8-words4: the word table read from its 4-bit packed form (export/packed_words.py)
+        self.packed_words = None
+        if packed_words:
+            from export.packed_words import PackedWordTable
+
+            self.packed_words = PackedWordTable(model.bert.embeddings.word_embeddings.weight)
 
     def _attention(self, layer, hidden, additive_mask):
         attn = layer.attention.self
@@ -63,7 +69,9 @@ class ExportableBert(nn.Module):
         seq = input_ids.shape[1]
         emb = self.bert.embeddings
         positions = torch.arange(seq, dtype=torch.int32).unsqueeze(0)
-        hidden = (emb.word_embeddings(input_ids.to(torch.int32))
+        ids = input_ids.to(torch.int32)
+        words = emb.word_embeddings(ids) if self.packed_words is None else self.packed_words(ids)
+        hidden = (words
                   + emb.position_embeddings(positions)
                   + emb.token_type_embeddings(token_type_ids.to(torch.int32)))
         hidden = emb.LayerNorm(hidden)

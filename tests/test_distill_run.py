@@ -229,6 +229,11 @@ def test_ready_teacher_is_used_as_given_and_quick_starts_from_its_layers(tiny_sp
     assert report["teacher"]["source"] == str(tiny_spam_dir) and report["teacher"]["architecture"] == "BertForSequenceClassification"
     assert 0 < report["teacher"]["metrics"]["accuracy"] <= 100
     assert report["student"]["init"]["kind"] == "teacher-layers" and report["general"] is None
+    # quick's recipe for that start: the word table on the 4-bit grid, so int8-words4 can ship it exactly
+    assert report["settings"]["student_word_bits"] == 4 and report["student"]["init"]["word_table"] == "4-bit grid, fixed"
+    from distill.word_grid import on_grid
+
+    assert on_grid(load_file(str(student_dir / "model.safetensors"))["bert.embeddings.word_embeddings.weight"])
     assert not (tmp_path / "ready" / "teacher").exists()  # nothing was fine-tuned or cached
     assert "used as given, not fine-tuned" in capsys.readouterr().out
     base = json.loads((_spam(tiny_base_dir, data_dir, tmp_path / "base", init="random",

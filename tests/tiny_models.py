@@ -17,9 +17,9 @@ def teacher_base_dir() -> Path:
 
 def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "positive"), layers: int = 2,
                    hidden: int = 32, heads: int = 4, intermediate: int = 64, max_positions: int = 512, seed: int = 0,
-                   hidden_act: str = "gelu") -> Path:
+                   hidden_act: str = "gelu", word_bits: int | None = None) -> Path:
     """Save a random BERT with the real uncased vocab, a head for `head` ("classification", "qa", or "base": none),
-    and its tokenizer files."""
+    and its tokenizer files; `word_bits=4` puts its word table on the 4-bit grid, as `student_word_bits=4` distils it."""
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     # transformers 5 ignores `vocab_file=` (a 5-token vocab) and saves no vocab.txt: load the base, copy vocab.txt.
@@ -36,6 +36,12 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
         model = BertForSequenceClassification(config)
     else:
         model = BertForQuestionAnswering(config)
+    if word_bits:
+        from distill.word_grid import snap
+
+        table = (model if head == "base" else model.bert).embeddings.word_embeddings.weight
+        with torch.no_grad():
+            table.copy_(snap(table))
     model.eval().save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     shutil.copyfile(teacher_base_dir() / "vocab.txt", out_dir / "vocab.txt")

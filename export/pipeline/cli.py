@@ -11,7 +11,7 @@ from pathlib import Path
 from distill.cli_args import add_data_argument, add_distill_arguments
 from distill.errors import UserError
 from distill.teacher_spec import teachers_for
-from export.verify.cli import add_runtimes_argument, add_threshold_argument, threshold_overrides
+from export.verify.cli import add_matrix_argument, add_runtimes_argument, add_threshold_argument, threshold_overrides
 from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, PipelineConfig
 from export.quantize import TFLITE_PRECISIONS
 from mobile_app.runtime.bundle import BundleError
@@ -34,6 +34,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help=f"parity on the first N eval examples (default {DEFAULT_VERIFY_EXAMPLES}; all when the split is smaller)")
     add_threshold_argument(parser)
     add_runtimes_argument(parser)
+    add_matrix_argument(parser, default="shipped")
     parser.set_defaults(func=run_from_args)
     return parser
 
@@ -53,7 +54,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           skip_coreml=args.skip_coreml, force=args.force, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples, verify_max_examples=args.verify_max_examples,
                           verify_thresholds=threshold_overrides(args.threshold) or None,
-                          verify_runtimes=tuple(args.runtimes) if args.runtimes else None)
+                          verify_runtimes=tuple(args.runtimes) if args.runtimes else None, verify_matrix=args.matrix)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -12,7 +12,9 @@ from export.quantize import check_precisions
 
 # int8-static is opt-in here (`--precisions ... int8-static`): its int16 activations run on the interpreter's slow
 # reference kernels (int8-static latency: benchmarks/RESULTS.md) and calibration adds minutes per task; it only saves size.
-DEFAULT_TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic")
+# int8-words4 is made only from a student whose word table is on the 4-bit grid (`student_word_bits`); otherwise it is
+# left out in one line.
+DEFAULT_TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4")
 DEFAULT_COREML_VARIANTS = ("fp16",)                 # as `python -m export coreml` does
 DEFAULT_VERIFY_EXAMPLES = 500                       # the parity proof's minimum; the whole eval split when smaller
 
@@ -49,6 +51,7 @@ class PipelineConfig:
     verify_max_examples: int | None = DEFAULT_VERIFY_EXAMPLES
     verify_thresholds: dict | None = None                   # passed to the verifier (tests: a threshold that must fail)
     verify_runtimes: tuple[str, ...] | None = None          # TFLite runtimes of the parity matrix; None: every installed one
+    verify_matrix: str = "shipped"                          # the shipped .tflite on every runtime, the rest on the first ("all": each on each)
     latency_runs: int = 10
 
     def validate(self) -> "PipelineConfig":
@@ -71,6 +74,10 @@ class PipelineConfig:
         from export.verify.matrix import select_runtimes
 
         select_runtimes(list(self.verify_runtimes or []))
+        from export.verify.matrix import MATRIX_CHOICES
+
+        if self.verify_matrix not in MATRIX_CHOICES:
+            raise UserError(f"unknown verify matrix {self.verify_matrix!r}; choose one of: {', '.join(MATRIX_CHOICES)}")
         for name in ("max_train_examples", "max_eval_examples", "verify_max_examples"):
             value = getattr(self, name)
             if value is not None and value <= 0:

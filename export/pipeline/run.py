@@ -173,7 +173,7 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
 
     outcomes["verify"] = run_stage(
         cache, task, "verify", stage_inputs("verify", task, settings={"max_examples": cfg.verify_max_examples, "thresholds": cfg.verify_thresholds,
-                                                                  "runtimes": matrix_runtimes(cfg)},
+                                                                  "runtimes": matrix_runtimes(cfg), "matrix": cfg.verify_matrix},
                                           upstream=[outcomes["distill"].digest, *map(str, upstream)], data=data, code=code_version(STAGE_CODE["verify"])),
         verify_body, lambda r: r["parity_file"] is None or ((bundle_dir / PARITY_JSON).is_file() and sha256_path(bundle_dir / PARITY_JSON) == r["parity_file"]))
     outcomes["latency"] = run_stage(

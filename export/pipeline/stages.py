@@ -41,7 +41,8 @@ def verify_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineC
     from export.verify.check import verify_bundle as verify
 
     return verify(bundle_dir, data_dir=cfg.data_dir, student_dir=student_dir, max_examples=cfg.verify_max_examples,
-                  thresholds=cfg.verify_thresholds, runtimes=list(cfg.verify_runtimes) if cfg.verify_runtimes else None)
+                  thresholds=cfg.verify_thresholds, runtimes=list(cfg.verify_runtimes) if cfg.verify_runtimes else None,
+                  matrix=cfg.verify_matrix)
 
 
 def measure_latency(task: str, bundle_dir: Path, cfg: PipelineConfig) -> dict[str, dict]:

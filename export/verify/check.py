@@ -28,13 +28,14 @@ from tqdm import tqdm
 from distill.errors import UserError
 from distill.metrics import accuracy, squad_scores
 from distill.tasks import get_task
-from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, NOT_INSTALLED, check_runtime_result, latency_summary,
+from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, MATRIX_CHOICES, NOT_INSTALLED, check_runtime_result, latency_summary,
                                   interpreter_label, run_worker, runtime_mismatch, select_runtimes, unchecked_row)
 from export.verify.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
 from export.verify.runners import TorchRunner, artifact_kind, artifact_label, artifact_runner, runner_runtime
 from export.verify.runtimes import is_installed
 from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
+from mobile_app.runtime.backends import pick_artifact
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
 from mobile_app.runtime.contract import VERIFIED_ON
 from mobile_app.runtime.prediction import example_inputs, example_prediction, input_fields
@@ -145,9 +146,14 @@ def diff_key(row: dict) -> str:
 
 def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, student_dir: str | Path | None = None,
                   max_examples: int | None = None, thresholds: dict | None = None, progress: bool = True,
-                  runtimes: list[str] | None = None) -> dict:
+                  runtimes: list[str] | None = None, matrix: str = "all") -> dict:
     """Run the parity check on `runtimes` (names; default every installed one), write parity.json/.md/.png into the
-    bundle and `verified_on` into bundle.json, and return the parity report."""
+    bundle and `verified_on` into bundle.json, and return the parity report.
+
+    `matrix`: "all" runs every .tflite on every runtime; "shipped" runs the artifact the app opens by default
+    (mobile_app.runtime.backends.pick_artifact) on every runtime and the other .tflite files on the first one only."""
+    if matrix not in MATRIX_CHOICES:
+        raise UserError(f"unknown matrix {matrix!r}; choose one of: {', '.join(MATRIX_CHOICES)}")
     from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
     selected = select_runtimes(runtimes)
@@ -173,7 +179,14 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     windows = [example_inputs(tokenizer, manifest, ex) for ex in tqdm(examples, desc=f"encode {spec.name}", unit="ex", disable=not progress)]
     feeds = [input_fields(w) for example_windows in windows for w in example_windows]
     evaluation = _Evaluation(spec, manifest, examples, windows, _per_example(windows, _run_all(reference, feeds, "pytorch student", progress)), table)
-    jobs = [(entry, runtime) for entry in entries for runtime in (selected if entry.get("format") == "tflite" else [None])]
+    shipped = pick_artifact(manifest)["file"] if matrix == "shipped" and artifacts(manifest, "tflite") else None
+
+    def runtimes_of(entry: dict) -> list:
+        if entry.get("format") != "tflite":
+            return [None]
+        return selected if shipped is None or entry["file"] == shipped else selected[:1]
+
+    jobs = [(entry, runtime) for entry in entries for runtime in runtimes_of(entry)]
     rows, diffs = [], {}
     for entry, runtime in tqdm(jobs, desc="artifacts x runtimes", unit="run", disable=not progress):
         row, diff = (_runtime_row(evaluation, bundle_dir, entry, runtime) if runtime is not None

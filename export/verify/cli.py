@@ -22,6 +22,14 @@ def add_runtimes_argument(parser: argparse.ArgumentParser) -> None:
                              "or all (default: every one `make setup` installed; a missing one is marked 'not installed')")
 
 
+def add_matrix_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    from export.verify.matrix import MATRIX_CHOICES
+
+    parser.add_argument("--matrix", choices=MATRIX_CHOICES, default=default,
+                        help="all: every .tflite on every runtime; shipped: the artifact the app opens by default on every "
+                             f"runtime, the other .tflite files on the first (ai-edge-litert) only (default: {default})")
+
+
 def check_runtime_names(names: list[str] | None) -> None:
     """Refuse an unknown --runtimes name before anything heavy is imported."""
     from distill.errors import UserError
@@ -54,7 +62,8 @@ def run_verify(args: argparse.Namespace) -> int:
     from export.verify.report import matrix_rows, parity_rows, runtime_lines
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
-                           thresholds=threshold_overrides(args.threshold), runtimes=args.runtimes)
+                           thresholds=threshold_overrides(args.threshold), runtimes=args.runtimes,
+                           matrix=args.matrix)
     print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")
     for line in _table(parity_rows(report)) + ["", "artifact x runtime (result, median latency per example):"] + _table(matrix_rows(report)):
         print(line)
@@ -74,5 +83,6 @@ def add_verify_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-examples", type=int, metavar="N", help="first N eval examples (default: all of the eval split)")
     add_threshold_argument(parser)
     add_runtimes_argument(parser)
+    add_matrix_argument(parser, default="all")
     parser.set_defaults(func=run_verify)
     return parser

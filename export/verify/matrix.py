@@ -18,6 +18,8 @@ from distill.errors import UserError
 from export.verify.runtimes import BY_NAME, RUNTIMES, WORKER_MODULE, Runtime, installed_runtimes, worker_env
 
 NOT_INSTALLED, DOES_NOT_LOAD, FAILS, CHECKED = "not installed", "does not load", "fails", "checked"
+# Which .tflite files meet every runtime: all of them, or only the one the app ships (the rest: the first runtime).
+MATRIX_CHOICES = ("all", "shipped")
 WORKER_TIMEOUT_S = 3600
 
 

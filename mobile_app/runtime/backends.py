@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mobile_app.runtime.bundle import BundleError, artifacts
-from mobile_app.runtime.contract import (COREML_PROBABILITIES_OUTPUT, DEFAULT_PRECISION, INPUT_NAMES, PER_TOKEN_OUTPUTS,
+from mobile_app.runtime.contract import (COREML_PROBABILITIES_OUTPUT, DEFAULT_PRECISIONS, INPUT_NAMES, PER_TOKEN_OUTPUTS,
                                          PROBABILITIES_OUTPUT)
 from mobile_app.runtime.runtime_versions import litert_tflite_version, missing_runtime
 
@@ -217,14 +217,14 @@ BACKENDS = {"tflite": TFLiteBackend, "coreml": CoreMLBackend}
 
 
 def pick_artifact(manifest: dict, fmt: str = "tflite", precision: str | None = None) -> dict:
-    """The manifest entry to run: the requested precision, else int8-dynamic when present, else the first."""
+    """The manifest entry to run: the requested precision, else the first of DEFAULT_PRECISIONS present, else the first."""
     if fmt not in BACKENDS:
         raise BundleError(f"unknown model format {fmt!r}; choose one of: {', '.join(BACKENDS)}")
     entries = artifacts(manifest, fmt)
     if not entries:
         raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact; export one with `python -m export {fmt}`")
     if precision is None:
-        return next((e for e in entries if e.get("precision") == DEFAULT_PRECISION), entries[0])
+        return next((e for wanted in DEFAULT_PRECISIONS for e in entries if e.get("precision") == wanted), entries[0])
     for entry in entries:
         if entry.get("precision") == precision:
             return entry

@@ -53,8 +53,9 @@ COREML_VARIANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
 TFLITE_NEEDS_FIELD = "tflite_runtime_needs"
 TFLITE_PROFILE_FIELD = "tflite_profile"
 
-# The artifact the app opens when the user picks none.
-DEFAULT_PRECISION = "int8-dynamic"
+# The artifact the app opens when the user picks none: the first of these the bundle has (int8-words4 exists only for a
+# student distilled with its word table on the 4-bit grid; benchmarks/RESULTS.md, "Latency and size").
+DEFAULT_PRECISIONS = ("int8-words4", "int8-dynamic")
 
 
 def signature_key(bucket: int) -> str:
