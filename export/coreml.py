@@ -32,6 +32,7 @@ VARIANT_NOTES = {
     "fp16": "fp16 weights and compute",
     "fp32": "fp32 weights and compute",
     "int8": "int8 per-channel symmetric weights (dequantized to fp16), fp16 compute",
+    "int8-words4": "int8 as above, the word table as its 4-bit grid: 16 levels per row (fp16 lookup table per row), fp16 compute",
     "palettize6": "6-bit k-means palette per tensor (fp16 lookup table), fp16 compute",
     "palettize4": "4-bit k-means palette per tensor (fp16 lookup table), fp16 compute",
 }
@@ -92,14 +93,30 @@ def convert_wrapper(wrapper: ExportableBert, labels, buckets: list[int], flexibl
                       compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32, **options)
 
 
+def _word_lookup(mlmodel) -> str:
+    """The name of the gather op that reads the word table (its weight is named after bert.embeddings.word_embeddings)."""
+    for op in mlmodel._mil_program.functions["main"].operations:
+        if op.op_type == "gather" and "word_embeddings_weight" in op.inputs["x"].name:
+            return op.name
+    raise UserError("the converted program has no word-table lookup to palettize; export int8 instead")
+
+
 def compress(mlmodel, variant: str):
     """An int8 or palettized copy of an fp16 ML Program (weights only; the graph is unchanged)."""
     from coremltools.optimize import coreml as cto
 
+    int8 = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                       weight_threshold=COMPRESS_MIN_ELEMENTS)
     if variant == "int8":
-        op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                                                weight_threshold=COMPRESS_MIN_ELEMENTS)
-        return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+        return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=int8))
+    if variant == "int8-words4":
+        # A grid table (distill/word_grid.py) has 16 values per row: a per-row palette of its own values stores it
+        # exactly at 4 bits ("unique" mode), then every other weight goes int8.
+        words = _word_lookup(mlmodel)
+        rows = cto.OpPalettizerConfig(mode="unique", granularity="per_grouped_channel", group_size=1, channel_axis=0,
+                                      weight_threshold=COMPRESS_MIN_ELEMENTS)
+        palettized = cto.palettize_weights(mlmodel, cto.OptimizationConfig(op_name_configs={words: rows}))
+        return cto.linear_quantize_weights(palettized, cto.OptimizationConfig(global_config=int8, op_name_configs={words: None}))
     nbits = {"palettize6": 6, "palettize4": 4}[variant]
     op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_tensor", weight_threshold=COMPRESS_MIN_ELEMENTS)
     return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
@@ -152,6 +169,15 @@ def export_coreml(student_dir, bundle_dir, variants=("fp16",), task: str | None 
     student_dir = Path(student_dir)
     model = load_student(student_dir)
     wrapper = ExportableBert(model)
+    if "int8-words4" in variants:
+        from export.packed_words import off_grid_reason
+
+        reason = off_grid_reason(model.bert.embeddings.word_embeddings.weight)
+        if reason and variants == ["int8-words4"]:
+            raise UserError(f"int8-words4 cannot be made from {student_dir}: {reason}; nothing was written to {bundle_dir}")
+        if reason:
+            tqdm.write(f"coreml: int8-words4 not exported: {reason}")
+            variants = [v for v in variants if v != "int8-words4"]
     spec = resolve_task(student_dir, task, wrapper.head)
     check_labels(model, spec)
     buckets = check_buckets(buckets or spec.buckets, model.config.max_position_embeddings)

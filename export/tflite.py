@@ -2,7 +2,8 @@
 
 The float model is converted once with litert-torch (every bucket a signature `seq_<n>` of the same
 module, so the weights are stored once); the other precisions are quantized from its bytes
-(export/quantize.py) for a runtime profile (`min_runtime`, the oldest TFLite the files must run on). Each
+(export/quantize.py), except int8-words4, quantized from a second float graph whose word lookup reads the packed
+4-bit table (export/packed_words.py), for a runtime profile (`min_runtime`, the oldest TFLite the files must run on). Each
 file's needs (ops at the versions its tensors call for, buffer layout, oldest runtime; export/tflite_compat.py)
 go into its manifest entry, where backends check them before loading; a precision the profile cannot have is
 left out, recorded under the manifest's profile, and named in one console line. Files go into the task bundle

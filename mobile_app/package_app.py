@@ -1,10 +1,11 @@
 """Stage the folder that buildozer (Android) or kivy-ios packs: main.py, the mobile_app package, the bundles.
 
-`python -m mobile_app.package_app --bundles bundles --out build/android_app [--format tflite] [--precisions int8-dynamic]`
+`python -m mobile_app.package_app --bundles bundles --out build/android_app [--format tflite] [--precisions default]`
 
 Buildozer wants a main.py at the root of its source.dir, and the phone needs only the on-device code
 (numpy + stdlib + Kivy) and the artifacts of one format. Each bundle is sliced to the chosen format and
-precisions: the manifest keeps only those artifacts and their hashes, so the app's sha256 checks still
+precisions (`default`: the one artifact per task the app opens when none is picked, int8-words4 where the bundle
+has it, else int8-dynamic): the manifest keeps only those artifacts and their hashes, so the app's sha256 checks still
 pass and nothing unused (Core ML packages on Android, other precisions) bloats the package.
 Standard library only; the staged folder is written beside --out and swapped in whole.
 """
@@ -16,11 +17,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
+from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
 from mobile_app.runtime.contract import TASK_NAMES as TASKS
 from mobile_app.runtime.files import replace_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_CHOICE = "default"  # --precisions default: per task, the artifact the app opens when none is picked
 # Desktop-only helpers that the phone never runs.
 LEFT_OUT = {"package_app.py"}
 MAIN_PY = '''"""Entry point that buildozer / kivy-ios run: the demo app on the bundles packed beside it."""
@@ -44,8 +46,11 @@ def _copy_package(source_dir: Path, package: Path) -> None:
 
 
 def slice_bundle(src: Path, dst: Path, fmt: str, precisions: list[str] | None) -> dict:
-    """Copy one verified bundle keeping only `fmt` artifacts (of `precisions`, if given); the sliced manifest."""
+    """Copy one verified bundle keeping only `fmt` artifacts (of `precisions`, if given; ["default"]: the one the app
+    opens by default); the sliced manifest."""
     manifest = load_manifest(src, verify_files=True)
+    if precisions == [DEFAULT_CHOICE] and artifacts(manifest, fmt):
+        precisions = [default_artifact(artifacts(manifest, fmt))["precision"]]
     keep = [a for a in artifacts(manifest, fmt) if precisions is None or a.get("precision") in precisions]
     if not keep:
         have = ", ".join(f"{a.get('format')} {a.get('precision')}" for a in manifest.get("artifacts", [])) or "none"
@@ -82,7 +87,9 @@ def main(argv=None) -> int:
     parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder holding sentiment/, spam/, qa/ (default: bundles)")
     parser.add_argument("--out", type=Path, default=Path("build/android_app"), help="folder to stage (default: build/android_app, buildozer.spec's source.dir)")
     parser.add_argument("--format", choices=("tflite", "coreml"), default="tflite", help="artifacts to keep: tflite for Android, coreml for iOS")
-    parser.add_argument("--precisions", nargs="+", metavar="P", help="keep only these precisions (e.g. int8-dynamic) to shrink the package")
+    parser.add_argument("--precisions", nargs="+", metavar="P",
+                        help="keep only these precisions (e.g. int8-dynamic), or 'default': per task the one the app opens by "
+                             "default (int8-words4 where the bundle has it, else int8-dynamic)")
     args = parser.parse_args(argv)
     try:
         sizes = stage_app(args.bundles, args.out, args.format, args.precisions)

@@ -293,7 +293,7 @@ class ClassifyScreen(TaskScreen):
         self.add_widget(box)
 
     def show_result(self, prediction):
-        self.label_view.text = f"{prediction.label}   {prediction.confidence:.0%}"
+        self.label_view.text = f"{prediction.label}   {prediction.confidence:.1%}"
         for name, (bar, percent) in self.class_rows.items():
             p = float(prediction.probabilities.get(name, 0.0))
             bar.value = p

@@ -325,6 +325,10 @@ def test_staged_phone_app_runs_alone_on_sliced_bundles(bundles_dir, tmp_path):
         manifest = load_manifest(out / "bundles" / task, task=task)  # hashes of what ships still check out
         assert [a["precision"] for a in manifest["artifacts"]] == ["int8-dynamic"]
         assert not (out / "bundles" / task / f"{task}_fp32.tflite").exists()
+    # "default": per task, only the artifact the app opens when none is picked (these bundles have no int8-words4)
+    stage_app(bundles_dir, tmp_path / "default_app", fmt="tflite", precisions=["default"])
+    for task in sizes:
+        assert [a["precision"] for a in load_manifest(tmp_path / "default_app" / "bundles" / task)["artifacts"]] == ["int8-dynamic"]
 
     # The staged folder is the whole app: its main.py runs from there and never needs the desktop kit.
     probe = ("import atexit, runpy, sys\n"

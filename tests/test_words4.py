@@ -151,3 +151,34 @@ def test_the_shipped_matrix_runs_words4_on_every_runtime_and_the_rest_on_litert(
     with pytest.raises(SystemExit) as bad:  # argparse's one-line usage error
         main(["verify", str(bundle), "--matrix", "some"])
     assert bad.value.code == 2
+
+
+def test_coreml_words4_stores_the_grid_table_per_row_and_answers_as_int8(tmp_path):
+    """Core ML: the grid table as a 16-entry palette per row, every other weight int8, run by the MIL evaluator."""
+    from export.coreml import export_coreml
+    from export.wrapper import ExportableBert, load_student
+    from tests.test_coreml import BUCKETS, _backend, _encodings, _entry, _max_diff, _sharpened, _torch_outputs
+
+    # 128 wide: a row's 16-entry fp16 palette (32 bytes) pays off only on rows wider than the tiny models' 32
+    sharp = _sharpened(make_tiny_bert(tmp_path / "tiny", hidden=128, intermediate=128), tmp_path / "sharp")
+    model = load_student(sharp)
+    table = model.bert.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        table.copy_(snap(table))
+    model.save_pretrained(sharp, safe_serialization=True)
+    manifest = export_coreml(sharp, tmp_path / "b", variants=("int8", "int8-words4"), task="sentiment", buckets=BUCKETS)
+    sizes = {a["precision"]: a["size_bytes"] for a in manifest["artifacts"]}
+    assert sizes["int8-words4"] < 0.85 * sizes["int8"]
+    encodings = _encodings(8, 32)
+    reference = _torch_outputs(ExportableBert(load_student(sharp)), encodings)
+    got = {p: [_backend(tmp_path / "b", _entry(manifest, p)).run(*e) for e in encodings] for p in ("int8", "int8-words4")}
+    assert _max_diff(reference, got["int8-words4"]) <= 0.1
+    assert _max_diff(got["int8"], got["int8-words4"]) <= 0.05
+
+
+def test_coreml_words4_of_a_student_off_the_grid_is_refused_in_one_line(tiny_classifier_dir, tmp_path):
+    from export.coreml import export_coreml
+
+    with pytest.raises(UserError, match="int8-words4 cannot be made from .*not on the 4-bit grid"):
+        export_coreml(tiny_classifier_dir, tmp_path / "b", variants=("int8-words4",), task="sentiment", buckets=TINY_BUCKETS)
+    assert not (tmp_path / "b").exists()

@@ -36,6 +36,7 @@ THRESHOLDS: dict[str, Threshold] = {
     "coreml/fp32": Threshold(max_abs_diff=1e-4, min_agreement=100.0),
     "coreml/fp16": Threshold(max_abs_diff=1e-2, min_agreement=99.5),
     "coreml/int8": Threshold(min_agreement=99.0, max_metric_gap=1.0),
+    "coreml/int8-words4": Threshold(min_agreement=99.0, max_metric_gap=1.0),
     "coreml/palettize6": Threshold(min_agreement=99.0, max_metric_gap=1.0),
     "coreml/palettize4": Threshold(min_agreement=99.0, max_metric_gap=1.0),
 }

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_app.runtime.bundle import BundleError, artifacts
-from mobile_app.runtime.contract import (COREML_PROBABILITIES_OUTPUT, DEFAULT_PRECISIONS, INPUT_NAMES, PER_TOKEN_OUTPUTS,
+from mobile_app.runtime.bundle import BundleError, artifacts, default_artifact
+from mobile_app.runtime.contract import (COREML_PROBABILITIES_OUTPUT, INPUT_NAMES, PER_TOKEN_OUTPUTS,
                                          PROBABILITIES_OUTPUT)
 from mobile_app.runtime.runtime_versions import litert_tflite_version, missing_runtime
 
@@ -224,7 +224,7 @@ def pick_artifact(manifest: dict, fmt: str = "tflite", precision: str | None = N
     if not entries:
         raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact; export one with `python -m export {fmt}`")
     if precision is None:
-        return next((e for wanted in DEFAULT_PRECISIONS for e in entries if e.get("precision") == wanted), entries[0])
+        return default_artifact(entries)
     for entry in entries:
         if entry.get("precision") == precision:
             return entry

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mobile_app.runtime.contract import ARTIFACT_FIELDS, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FIELDS, MANIFEST_NAME
+from mobile_app.runtime.contract import ARTIFACT_FIELDS, DEFAULT_PRECISIONS, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FIELDS, MANIFEST_NAME
 from mobile_app.runtime.files import sha256_path
 
 
@@ -53,3 +53,8 @@ def load_manifest(bundle_dir: str | Path, task: str | None = None, verify_files:
 def artifacts(manifest: dict, fmt: str | None = None) -> list[dict]:
     """The manifest's artifact entries, optionally only one format ('tflite' or 'coreml')."""
     return [a for a in manifest.get("artifacts", []) if fmt is None or a.get("format") == fmt]
+
+
+def default_artifact(entries: list[dict]) -> dict | None:
+    """The entry the app opens when no precision is picked: the first of DEFAULT_PRECISIONS present, else the first."""
+    return next((e for wanted in DEFAULT_PRECISIONS for e in entries if e.get("precision") == wanted), entries[0] if entries else None)

@@ -45,7 +45,7 @@ ARTIFACT_FIELDS = ("file", "format", "precision", "size_bytes")
 VERIFIED_ON = "verified_on"
 
 # Core ML variants: compute precision, or weights compressed from the fp16 program.
-COREML_VARIANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
+COREML_VARIANTS = ("fp16", "fp32", "int8", "int8-words4", "palettize6", "palettize4")
 
 # What a .tflite artifact needs from its interpreter (export/tflite_compat.py writes it per artifact entry,
 # mobile_app/runtime/runtime_versions.py reads it; the layout is described there), and the runtime profile a
