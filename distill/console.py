@@ -100,14 +100,19 @@ def library_note(save: bool = True) -> str | None:
 
 @contextlib.contextmanager
 def library_stdout():
-    """Inside: what a library prints to sys.stdout (litert-torch's conversion tree) is held with the log records."""
+    """Inside: what a library prints to sys.stdout or sys.stderr (litert-torch's conversion tree and timings,
+    ai-edge-quantizer's progress bars) is held with the log records; bars keep only their last state. The kit's own
+    bars, made before, keep writing to the console."""
     handler = _state.get("handler")
     if handler is None:
         yield
         return
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             yield
     finally:
-        handler.lines.extend(line for line in printed.getvalue().splitlines() if line.strip())
+        for line in printed.getvalue().splitlines():
+            last = line.split("\r")[-1].replace("\x1b[A", "").strip()
+            if last:
+                handler.lines.append(last)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from distill.console import library_stdout
 from distill.errors import UserError
 from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
 from export.quantize import (DEFAULT_MIN_RUNTIME, PACKED_WORDS_PRECISIONS, check_precisions, parse_min_runtime, precision_notes,
@@ -56,8 +57,6 @@ def convert_float(model: ExportableBert, buckets: list[int]) -> bytes:
         ids, mask, types = model.example_inputs(bucket)
         sample = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         converter = (litert_torch.signature if converter is None else converter.signature)(signature_key(bucket), named, sample_kwargs=sample)
-    from distill.console import library_stdout
-
     with torch.no_grad(), library_stdout():
         edge_model = converter.convert()
     return bytes(edge_model.model_content())
@@ -90,7 +89,8 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
                 packed_seconds = time.perf_counter() - start
             source = packed_model
         try:
-            data = quantize_tflite(source, precision, calibration, min_runtime)
+            with library_stdout():
+                data = quantize_tflite(source, precision, calibration, min_runtime)
         except UserError:
             raise
         except Exception as error:  # the quantizer's own errors: name the precision that failed

@@ -276,3 +276,14 @@ def test_a_refused_command_prints_its_error_line_only_and_writes_nothing(tiny_cl
     done = _cli("-m", "distill", "run", "--task", "spam", "--out", str(tmp_path / "run"), "--set", "batch_size=abc", timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", "error: setting batch_size must be a whole number, got 'abc'\n")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_quantizers_progress_bars_go_to_the_log_not_the_console(tiny_classifier_dir, tmp_path):
+    out = tmp_path / "b"
+    done = _cli("-m", "export", "tflite", str(tiny_classifier_dir), "--out", str(out), "--task", "sentiment",
+                "--buckets", "16", "--precisions", "int8-dynamic")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Quantization Parameters" not in done.stderr + done.stdout
+    assert "Applying Transformations" not in done.stderr + done.stdout
+    log = out.parent / (out.name + ".log")
+    assert "Generating Quantization Parameters" in log.read_text()
