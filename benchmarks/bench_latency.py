@@ -279,14 +279,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (median and spread over them)")
     parser.add_argument("--runs", type=int, default=5, help="timed calls per subject per round (their median is the round's)")
     parser.add_argument("--quality-examples", type=int, help="eval examples for the PyTorch/ONNX accuracy (default: all)")
-    parser.add_argument("--ship", default=None, help="precision checked against the targets (default: the first of the app's DEFAULT_PRECISIONS in the bundle)")
+    parser.add_argument("--ship", default=None, help="precision checked against the targets (default: the .tflite the app opens)")
     parser.add_argument("--out", type=Path, help="also write latency.json and latency.md here")
     parser.add_argument("--work", type=Path, help="keep the random student, its bundle and the ONNX files here for the next run")
     args = parser.parse_args(argv)
     if args.bundle and not (args.bundle / "bundle.json").is_file():
         print(f"error: {args.bundle} is not a bundle (no bundle.json); export one with `python -m export tflite`", file=sys.stderr)
         return 2
-    from mobile_app.runtime.contract import DEFAULT_PRECISIONS
+    from mobile_app.runtime.bundle import artifacts, default_artifact
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine_before = machine_line()
@@ -300,8 +300,7 @@ def main(argv=None) -> int:
                                          args.quality_examples)
         run_rounds(subjects, args.rounds, args.runs)
     text = table(subjects, notes)
-    have = {name.rsplit("_", 1)[-1].removesuffix(".tflite") for name in (s.name for s in subjects)}
-    shipped = args.ship or next((p for p in DEFAULT_PRECISIONS if p in have), DEFAULT_PRECISIONS[-1])
+    shipped = args.ship or default_artifact(artifacts(manifest, "tflite"))["precision"]
     lines = target_lines(subjects, shipped) if notes["task"] == "sentiment" else []
     header = (f"{started}; task {notes['task']}, seq {bucket}, batch 1, {args.threads} thread(s), {args.rounds} interleaved rounds "
               f"x {args.runs} calls; machine at start: {machine_before}; at end: load average {os.getloadavg()[0]:.1f}\n"

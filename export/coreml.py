@@ -19,6 +19,8 @@ from tqdm import tqdm
 from distill.errors import UserError
 from export.bundle import base_manifest, staged_bundle, upsert_artifact
 from export.student import check_buckets, check_labels, check_vocab_size, resolve_task, tokenizer_settings, write_labels, write_vocab
+from export.packed_words import grid_gaps
+from export.quantize import PACKED_WORDS_PRECISIONS
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.contract import COREML_LABEL_OUTPUT as LABEL_OUTPUT
 from mobile_app.runtime.contract import COREML_PROBABILITIES_OUTPUT as PROBABILITIES_OUTPUT
@@ -109,7 +111,7 @@ def compress(mlmodel, variant: str):
                                        weight_threshold=COMPRESS_MIN_ELEMENTS)
     if variant == "int8":
         return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=int8))
-    if variant == "int8-words4":
+    if variant in PACKED_WORDS_PRECISIONS:
         # A grid table (distill/word_grid.py) has 16 values per row: a per-row palette of its own values stores it
         # exactly at 4 bits ("unique" mode), then every other weight goes int8.
         words = _word_lookup(mlmodel)
@@ -169,15 +171,12 @@ def export_coreml(student_dir, bundle_dir, variants=("fp16",), task: str | None 
     student_dir = Path(student_dir)
     model = load_student(student_dir)
     wrapper = ExportableBert(model)
-    if "int8-words4" in variants:
-        from export.packed_words import off_grid_reason
-
-        reason = off_grid_reason(model.bert.embeddings.word_embeddings.weight)
-        if reason and variants == ["int8-words4"]:
-            raise UserError(f"int8-words4 cannot be made from {student_dir}: {reason}; nothing was written to {bundle_dir}")
-        if reason:
-            tqdm.write(f"coreml: int8-words4 not exported: {reason}")
-            variants = [v for v in variants if v != "int8-words4"]
+    gaps = grid_gaps(model.bert.embeddings.word_embeddings.weight, variants)
+    if gaps and len(gaps) == len(variants):
+        raise UserError(f"{next(iter(gaps))} cannot be made from {student_dir}: {next(iter(gaps.values()))}; nothing was written to {bundle_dir}")
+    for variant, reason in gaps.items():
+        tqdm.write(f"coreml: {variant} not exported: {reason}")
+    variants = [v for v in variants if v not in gaps]
     spec = resolve_task(student_dir, task, wrapper.head)
     check_labels(model, spec)
     buckets = check_buckets(buckets or spec.buckets, model.config.max_position_embeddings)

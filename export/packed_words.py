@@ -13,20 +13,23 @@ import torch
 from torch import nn
 
 from distill.word_grid import CENTER, LEVELS, grid_codes, grid_error, on_grid, pack
+from export.quantize import PACKED_WORDS_PRECISIONS
 
-PRECISION = "int8-words4"
 SCALE_TABLE_NAME = "word_scales"
 # litert-torch names each op's output after the module that made it; the quantizer leaves this module's ops alone,
 # so the row scales stay float32 (quantizing them would add 12 bytes of records per row for 4 bytes of data).
 MODULE_SCOPE_REGEX = r"PackedWordTable"
 
 
-def off_grid_reason(table: torch.Tensor) -> str | None:
-    """Why `int8-words4` cannot be made from this table, or None."""
-    if on_grid(table):
-        return None
-    return ("the student's word table is not on the 4-bit grid (distil it with --set student_word_bits=4); "
-            f"rounding it here would change its answers (off by {grid_error(table):.2f} of a step)")
+def grid_gaps(table: torch.Tensor, requested) -> dict[str, str]:
+    """{precision: why not} for the requested precisions that need the table on the grid when it is not (TFLite and
+    Core ML leave them out in one line, or refuse when nothing else was asked for)."""
+    wanted = [p for p in requested if p in PACKED_WORDS_PRECISIONS]
+    if not wanted or on_grid(table):
+        return {}
+    reason = ("the student's word table is not on the 4-bit grid (distil it with --set student_word_bits=4); "
+              f"rounding it here would change its answers (off by {grid_error(table):.2f} of a step)")
+    return dict.fromkeys(wanted, reason)
 
 
 class PackedWordTable(nn.Module):

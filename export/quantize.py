@@ -20,7 +20,8 @@ from distill.errors import UserError
 from mobile_app.runtime.runtime_versions import litert_tflite_version, normalize, version_key
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4", "int8-static")
-# Precisions converted from their own float graph rather than from the shared one (export/packed_words.py).
+# Precisions whose word table is stored packed on its 4-bit grid (export/packed_words.py): TFLite converts them from a
+# float graph of their own, Core ML palettizes that table per row.
 PACKED_WORDS_PRECISIONS = ("int8-words4",)
 # What each precision stores and computes, recorded in the manifest entry.
 PRECISION_NOTES = {

@@ -24,6 +24,7 @@ from export.quantize import (DEFAULT_MIN_RUNTIME, PACKED_WORDS_PRECISIONS, check
                              profile_gap, quantize_tflite)
 from export.student import (check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
+from export.packed_words import grid_gaps as word_grid_gaps
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import read_manifest
 from mobile_app.runtime.contract import LABELS_NAME, TFLITE_NEEDS_FIELD, TFLITE_PROFILE_FIELD, VOCAB_NAME, signature_key
@@ -87,6 +88,7 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
             if packed_model is None:
                 packed_model = convert_float(ExportableBert(model.model, packed_words=True), buckets)
                 packed_seconds = time.perf_counter() - start
+                start = time.perf_counter()
             source = packed_model
         try:
             with library_stdout():
@@ -124,17 +126,6 @@ def _drop_stale(stage: Path, manifest: dict, precision: str) -> None:
         (stage / entry["file"]).unlink(missing_ok=True)
 
 
-def _grid_gaps(model: ExportableBert, precisions: list[str]) -> dict[str, str]:
-    """{precision: why not} for packed-word precisions whose student's word table is not on the 4-bit grid."""
-    wanted = [p for p in precisions if p in PACKED_WORDS_PRECISIONS]
-    if not wanted:
-        return {}
-    from export.packed_words import off_grid_reason
-
-    reason = off_grid_reason(model.bert.embeddings.word_embeddings.weight)
-    return {p: reason for p in wanted} if reason else {}
-
-
 def _left_out_line(precision: str, min_runtime: str, reason: str) -> str:
     return f"tflite: {precision} not exported for --min-runtime {min_runtime}: {reason}; a newer --min-runtime (e.g. litert) makes it"
 
@@ -155,7 +146,7 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("
             tqdm.write(_left_out_line(precision, min_runtime, reason))
         raise UserError(f"none of {', '.join(precisions)} can be made for --min-runtime {min_runtime}; nothing was written to {bundle_dir}")
     model = ExportableBert(load_student(student_dir))
-    grid_gaps = _grid_gaps(model, precisions)
+    grid_gaps = word_grid_gaps(model.bert.embeddings.word_embeddings.weight, precisions)
     if grid_gaps and len(set(grid_gaps) | set(gaps)) == len(precisions):
         raise UserError(f"{next(iter(grid_gaps))} cannot be made from {student_dir}: {next(iter(grid_gaps.values()))}; "
                         f"nothing was written to {bundle_dir}")

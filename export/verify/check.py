@@ -35,8 +35,7 @@ from export.verify.runners import TorchRunner, artifact_kind, artifact_label, ar
 from export.verify.runtimes import is_installed
 from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
-from mobile_app.runtime.backends import pick_artifact
-from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, load_manifest
+from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
 from mobile_app.runtime.contract import VERIFIED_ON
 from mobile_app.runtime.prediction import example_inputs, example_prediction, input_fields
 
@@ -151,7 +150,7 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     bundle and `verified_on` into bundle.json, and return the parity report.
 
     `matrix`: "all" runs every .tflite on every runtime; "shipped" runs the artifact the app opens by default
-    (mobile_app.runtime.backends.pick_artifact) on every runtime and the other .tflite files on the first one only."""
+    (mobile_app.runtime.bundle.default_artifact) on every runtime and the other .tflite files on the first one only."""
     if matrix not in MATRIX_CHOICES:
         raise UserError(f"unknown matrix {matrix!r}; choose one of: {', '.join(MATRIX_CHOICES)}")
     from mobile_app.runtime.tokenizer import WordPieceTokenizer
@@ -179,7 +178,8 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     windows = [example_inputs(tokenizer, manifest, ex) for ex in tqdm(examples, desc=f"encode {spec.name}", unit="ex", disable=not progress)]
     feeds = [input_fields(w) for example_windows in windows for w in example_windows]
     evaluation = _Evaluation(spec, manifest, examples, windows, _per_example(windows, _run_all(reference, feeds, "pytorch student", progress)), table)
-    shipped = pick_artifact(manifest)["file"] if matrix == "shipped" and artifacts(manifest, "tflite") else None
+    shipped_entry = default_artifact(artifacts(manifest, "tflite")) if matrix == "shipped" else None
+    shipped = shipped_entry["file"] if shipped_entry else None
 
     def runtimes_of(entry: dict) -> list:
         if entry.get("format") != "tflite":
