@@ -29,7 +29,8 @@ from distill.settings import PRESET_NAMES  # noqa: E402
 from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
 from distill.teacher_spec import TEACHER_HELP, TEACHERS_HELP, teachers_for  # noqa: E402
 
-COLUMNS = ("task", "metric", "teacher was", "student start", "teacher", "student", "retention %", "teacher params", "student params", "student MB",
+COLUMNS = ("task", "metric", "eval examples", "train examples", "teacher was", "student start", "teacher", "student", "retention %",
+           "teacher params", "student params", "student MB",
            "teacher fine-tune s", "general s", "distil s", "total s", "total CPU s")
 
 
@@ -37,7 +38,8 @@ def row(report: dict) -> dict:
     wall = report["wall_seconds"]
     teacher, student = report["teacher"], report["student"]
     metric = report["metric"]
-    return {"task": report["task"], "metric": metric, "teacher was": "given" if teacher.get("given") else "fine-tuned",
+    return {"task": report["task"], "metric": metric, "eval examples": report["data"]["eval_examples"],
+            "train examples": report["data"]["train_examples"], "teacher was": "given" if teacher.get("given") else "fine-tuned",
             "student start": student["init"]["kind"], "teacher": round(teacher["metrics"][metric], 2),
             "student": round(student["metrics"][metric], 2),
             "retention %": round(100 * report["retention"], 1) if report["retention"] is not None else None,

@@ -61,10 +61,11 @@ def qa_train_features(tokenizer, examples: list[dict], max_length: int, doc_stri
 def qa_eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int, max_query_length: int) -> tuple[list[dict], list[tuple[int, QAWindow]]]:
     """(model inputs, (example index, the window as the phone's QA code reads it)) per window.
 
-    Padded to max_length so every process's logits have one shape for gathering. Each window carries its context
-    offsets and every context token's whole-word span (HF's word ids, over all windows of the example), so that
-    `mobile_app.qa.best_span` picks and snaps answers here exactly as it does on the phone and in verify."""
-    enc = _qa_windows(tokenizer, examples, max_length, doc_stride, max_query_length, padding="max_length")
+    Not padded: batches pad to their longest window, as the phone pads to its bucket and reads only the window's own
+    tokens. Each window carries its context offsets and every context token's whole-word span (HF's word ids, over
+    all windows of the example), so that `mobile_app.qa.best_span` picks and snaps answers here exactly as it does on
+    the phone and in verify."""
+    enc = _qa_windows(tokenizer, examples, max_length, doc_stride, max_query_length, padding=False)
     words: dict[int, dict[int, list[int]]] = {}
     for i, offsets in enumerate(enc["offset_mapping"]):
         spans = words.setdefault(enc["overflow_to_sample_mapping"][i], {})

@@ -39,12 +39,19 @@ def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: tor
     return scores + additive
 
 
-def forward_with_internals(model: nn.Module, batch: dict) -> tuple[object, list[torch.Tensor], list[torch.Tensor]]:
-    """Run `model(**batch)` once; return (outputs, hidden states [embeddings, layer 1..N], scores [layer 1..N])."""
+def forward_with_internals(model: nn.Module, batch: dict, score_layers=None) -> tuple[object, list[torch.Tensor], list]:
+    """Run `model(**batch)` once; return (outputs, hidden states [embeddings, layer 1..N], scores [layer 1..N]).
+
+    `score_layers`: the 1-based layers whose scores are wanted (default all); the others are None, since each
+    (batch, heads, seq, seq) tensor is costly and the loss reads only the mapped teacher layers."""
     encoder = encoder_of(model)
+    layers = len(encoder.encoder.layer)
+    wanted = set(range(1, layers + 1) if score_layers is None else score_layers)
     captured: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
     for index, layer in enumerate(encoder.encoder.layer):
+        if index + 1 not in wanted:
+            continue
         attention = layer.attention.self
         for name in ("query", "key"):
             def hook(module, inputs, output, key=(index, name)):
@@ -59,6 +66,6 @@ def forward_with_internals(model: nn.Module, batch: dict) -> tuple[object, list[
     mask = batch.get("attention_mask")
     if mask is None:
         mask = torch.ones(batch["input_ids"].shape, dtype=torch.long, device=batch["input_ids"].device)
-    scores = [attention_scores(captured[(i, "query")], captured[(i, "key")], mask, heads)
-              for i in range(len(encoder.encoder.layer))]
+    scores = [attention_scores(captured[(i, "query")], captured[(i, "key")], mask, heads) if i + 1 in wanted else None
+              for i in range(layers)]
     return outputs, list(outputs.hidden_states), scores

@@ -41,8 +41,8 @@ def attention_loss(student_scores: list[torch.Tensor], teacher_scores: list[torc
         if student.shape != teacher.shape:
             raise UserError(f"attention shapes differ (student {tuple(student.shape)}, teacher {tuple(teacher.shape)}); "
                             "the student needs as many attention heads as the teacher")
-        student = torch.where(student <= MASKED_SCORE_THRESHOLD, torch.zeros_like(student), student)
-        teacher = torch.where(teacher <= MASKED_SCORE_THRESHOLD, torch.zeros_like(teacher), teacher)
+        student = student.masked_fill(student <= MASKED_SCORE_THRESHOLD, 0.0)
+        teacher = teacher.masked_fill(teacher <= MASKED_SCORE_THRESHOLD, 0.0)
         total = total + F.mse_loss(student, teacher)
     return total
 

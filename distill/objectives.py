@@ -66,7 +66,7 @@ class IntermediateObjective(_WithFrozenTeacher):
     def forward(self, **batch):
         inputs = model_inputs(batch)
         with torch.no_grad():
-            _, teacher_hidden, teacher_scores = forward_with_internals(self.teacher, inputs)
+            _, teacher_hidden, teacher_scores = forward_with_internals(self.teacher, inputs, score_layers=self.mapping[1:])
         _, student_hidden, student_scores = forward_with_internals(self.student, inputs)
         return (attention_loss(student_scores, teacher_scores, self.mapping)
                 + hidden_loss(student_hidden, teacher_hidden, self.mapping, self.projection))

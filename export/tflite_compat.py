@@ -17,6 +17,8 @@ Only export code imports this module (it needs ai-edge-litert); the phone reads 
 """
 from __future__ import annotations
 
+import numpy as np
+
 from distill.errors import UserError
 from mobile_app.runtime.runtime_versions import version_key
 
@@ -274,6 +276,11 @@ def inline_and_stamp(data: bytes) -> bytes:
         if version is not None:
             derived[index] = max(derived.get(index, 0), version)
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    for buffer in obj.buffers:
+        # a buffer read from after the flatbuffer comes back as a bytearray slice, which the schema's Pack writes a
+        # byte per Python call (most of a file's export time); as a numpy vector it is written in one copy
+        if buffer.data is not None and not isinstance(buffer.data, np.ndarray):
+            buffer.data = np.frombuffer(bytes(buffer.data), dtype=np.uint8)
     for index, version in derived.items():
         code = obj.operatorCodes[index]
         code.version = max(code.version, version)

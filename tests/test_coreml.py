@@ -156,9 +156,24 @@ def test_batched_run_equals_single_runs_and_kernels_match_coremltools_reference(
         assert _max_diff(reference, batched[:6]) <= (1e-5 if precision == "fp32" else 2e-3)
     bundle, manifest = qa_bundle
     qa = _backend(bundle, _entry(manifest, "fp16"))
-    encodings = _encodings(4, 70, segments=True)
+    encodings = _encodings(4, 70, segments=True) + _encodings(9, 30, segments=True, seed=6)
     # fp16 logits of O(1): a different GEMM summation order may move a value by a few fp16 steps (1e-3 each).
+    # By default a batch holds BATCH_TOKENS (512) tokens: the 4 windows of the 128 bucket in one, the 9 of the 64 one in 8 + 1.
     assert _max_diff([qa.run(*e) for e in encodings], qa.run_batch(encodings)) <= 1e-2
+
+
+def test_fp16_rounding_keeps_numpys_float16_grid_bit_for_bit():
+    from export.verify.coreml_eval import round_to_fp16
+
+    values = np.random.default_rng(0).normal(scale=300.0, size=(3, 5, 4097)).astype(np.float32)
+    values.flat[:12] = [65504.0, 65519.0, 65520.0, -7e4, 6.1e-5, 5.9e-8, 2.9e-8, 1e-9, -0.0, np.inf, -np.inf, np.nan]
+    strided = values.transpose(2, 0, 1)  # the evaluator also rounds transposed views
+    with np.errstate(over="ignore"):
+        for array in (values, strided, values.astype(np.float64)):
+            expected = array.astype(np.float16).astype(np.float32)
+            got = round_to_fp16(array)
+            assert got.dtype == np.float32 and got.shape == array.shape
+            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))  # NaN and signed zero included
 
 
 def test_spec_carries_labels_metadata_and_flexible_lengths(cls_bundle, qa_bundle):

@@ -78,3 +78,24 @@ def test_pre_softmax_scores_match_hand_computation():
             assert torch.allclose(scores[index][0, head], expected, atol=1e-4)
         probs = model(**batch, output_attentions=True).attentions[index]
         assert torch.allclose(torch.softmax(scores[index], -1), probs, atol=1e-6)
+
+
+def test_the_intermediate_loss_reads_only_the_mapped_teacher_layers_and_is_unchanged_by_skipping_the_rest():
+    from distill.objectives import IntermediateObjective
+
+    torch.manual_seed(1)
+    teacher = BertModel(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=6, num_attention_heads=2, intermediate_size=32)).eval()
+    student = BertModel(BertConfig(vocab_size=60, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16)).eval()
+    batch = {"input_ids": torch.randint(1, 60, (3, 7)), "attention_mask": torch.tensor([[1] * 7, [1] * 5 + [0] * 2, [1] * 3 + [0] * 4])}
+    objective = IntermediateObjective(student, teacher)
+    assert objective.mapping == [0, 3, 6]
+    with torch.no_grad():
+        _, _, every = forward_with_internals(teacher, batch)
+        _, _, mapped = forward_with_internals(teacher, batch, score_layers=objective.mapping[1:])
+        _, student_hidden, student_scores = forward_with_internals(student, batch)
+        _, teacher_hidden, _ = forward_with_internals(teacher, batch)
+    assert [s is None for s in mapped] == [True, True, False, True, True, False]
+    assert all(torch.equal(mapped[i], every[i]) for i in (2, 5))
+    expected = attention_loss(student_scores, every, objective.mapping) + hidden_loss(student_hidden, teacher_hidden, objective.mapping,
+                                                                                     objective.projection)
+    assert objective(**batch).item() == pytest.approx(expected.item(), rel=1e-6)

@@ -59,3 +59,17 @@ def test_medium_keeps_quicks_teacher_and_spends_more_on_the_student():
         assert medium.max_train_examples > quick.max_train_examples and medium.general_max_texts > quick.general_max_texts
         assert medium.general_embedding_init == "teacher-pca" and medium.student_freeze_word_embeddings
         assert not quick.student_freeze_word_embeddings
+
+
+def test_quick_with_a_ready_teacher_spends_its_budget_on_transfer_data():
+    """The measured quick recipe for a student started from a ready teacher's layers (benchmarks/RESULTS.md)."""
+    sentiment, spam, qa = (settings_for(get_task(name), "quick", ready_teacher_start=True) for name in ("sentiment", "spam", "qa"))
+    plain = settings_for(get_task("sentiment"), "quick")
+    assert all(s.student_word_bits == 4 for s in (sentiment, spam, qa)) and plain.student_word_bits is None
+    assert (sentiment.max_train_examples, sentiment.intermediate_epochs, sentiment.prediction_epochs) == (20000, 1, 1)
+    assert spam.max_train_examples is None and (spam.intermediate_epochs, spam.prediction_epochs) == (1, 2)  # the whole train split
+    assert (qa.max_train_examples, qa.intermediate_epochs, qa.prediction_epochs, qa.max_eval_examples) == (2800, 0, 2, None)
+    assert qa.prediction_lr == 8e-4 > settings_for(get_task("qa"), "quick").prediction_lr
+    # what the caller sets still wins
+    assert settings_for(get_task("qa"), "quick", {"intermediate_epochs": 1}, ready_teacher_start=True).intermediate_epochs == 1
+    assert settings_for(get_task("sentiment"), "medium", ready_teacher_start=True) == settings_for(get_task("sentiment"), "medium")

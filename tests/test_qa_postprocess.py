@@ -203,3 +203,52 @@ def test_distill_eval_answers_as_the_phone_does(ours, hf, squad):
         assert [w.input_ids for w in phone] == [inputs[r]["input_ids"][:len(w)] for r, w in zip(rows, phone)]
         assert [w.words for w in phone] == [windows[r][1].words[:len(w)] for r, w in zip(rows, phone)]
         assert answers[ex["id"]] == best_span(phone, starts[rows], ends[rows], ex["context"]).text
+
+
+@pytest.mark.integration
+def test_eval_logits_in_length_order_equal_each_window_run_alone(tiny_qa_dir, hf, squad):
+    """distill's evaluation batches windows of similar length, padded to the batch's longest: each window's logits must
+    be the ones it gets alone, and its padding PAD_LOGIT, which the span search never picks."""
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    from distill.evaluate import predict_logits
+    from distill.features import PAD_LOGIT, qa_eval_features
+    from distill.trainer import make_accelerator
+
+    model = BertForQuestionAnswering.from_pretrained(tiny_qa_dir).eval()
+    inputs, _ = qa_eval_features(hf, squad[:12], 128, 32, 64)
+    lengths = [len(row["input_ids"]) for row in inputs]
+    assert len(set(lengths)) > 3 and lengths != sorted(lengths)  # windows of many lengths, not in length order
+    start, end = predict_logits(make_accelerator(), model, inputs, 4, "eval", hf.pad_token_id)
+    assert start.shape == end.shape == (len(inputs), max(lengths))
+    with torch.no_grad():
+        for row, (features, n) in enumerate(zip(inputs, lengths)):
+            alone = model(**{k: torch.tensor([v]) for k, v in features.items()})
+            assert np.allclose(start[row, :n], alone.start_logits[0].numpy(), atol=1e-5)
+            assert np.allclose(end[row, :n], alone.end_logits[0].numpy(), atol=1e-5)
+            assert (start[row, n:] == PAD_LOGIT).all() and (end[row, n:] == PAD_LOGIT).all()
+
+
+@pytest.mark.integration
+def test_qa_is_scored_on_the_windows_the_app_runs_whatever_the_training_length(tiny_qa_dir, hf, squad):
+    """F1 comes from the task's 384-token windows (stride 128), as the bundle runs them, not from max_seq_length."""
+    import dataclasses
+
+    from transformers import BertForQuestionAnswering
+
+    from distill import metrics
+    from distill.evaluate import evaluate, predict_logits
+    from distill.features import qa_answers, qa_eval_features
+    from distill.settings import settings_for
+    from distill.trainer import make_accelerator
+
+    task, accelerator = get_task("qa"), make_accelerator()
+    model = BertForQuestionAnswering.from_pretrained(tiny_qa_dir).eval()
+    examples = squad[:30]
+    quick = settings_for(task, "quick")
+    scores = [evaluate(accelerator, model, task, hf, examples, dataclasses.replace(quick, max_seq_length=length)) for length in (128, 256)]
+    assert scores[0] == scores[1]
+    inputs, windows = qa_eval_features(hf, examples, task.max_seq_length, task.doc_stride, task.max_query_length)
+    start, end = predict_logits(accelerator, model, inputs, 8, "eval", hf.pad_token_id)
+    assert scores[0] == metrics.squad_scores(qa_answers(examples, windows, start, end, quick.max_answer_length), examples)

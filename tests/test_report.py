@@ -46,7 +46,7 @@ def sample_summary(tmp_path) -> dict:
           "teacher": {"metric": 80.2, "size_bytes": 90_000_000}, "student": {"metric": 70.4, "size_bytes": 57_000_000},
           "retention": 87.8, "artifacts": [], "diffs": {}, "stages": {}}
     return {"run_dir": str(tmp_path), "created_at": "2026-01-01T00:00:00Z", "settings": {"preset": "quick"},
-            "tasks": [spam, qa], "exit_code": 1}
+            "tasks": [spam, qa], "exit_code": 1, "seconds": 1265.0}
 
 
 def test_markdown_has_a_row_per_model_and_names_the_failure(tmp_path):
@@ -63,7 +63,9 @@ def test_markdown_has_a_row_per_model_and_names_the_failure(tmp_path):
     assert "FAIL: model_int8-dynamic.tflite, model_int8-static.tflite" in text
     assert "parity failure: model_int8-static.tflite: agreement 97.10% < 99%" in text
     assert "![spam](report_files/spam.png)" in text
-    assert "| qa | f1 | 80.20 | 70.40 | 87.8% |" in text
+    assert "| qa | f1 | - | 80.20 | 70.40 | 87.8% |" in text
+    assert "| spam | accuracy | 556 | 99.10 | 98.70 | 99.6% |" in text and text.count("| 2 min 00 s |") == 1
+    assert "| all tasks |" in text and "| 21 min 05 s |" in text
 
 
 def test_console_summary_lists_each_artifact(tmp_path):

@@ -46,6 +46,7 @@ def test_fp32_passes_on_every_runtime_with_its_latency(matrix_run):
         assert row["max_abs_diff"] <= 1e-4 and row["agreement"] == 100.0 and row["examples"] == 40
         assert row["metric"] == pytest.approx(report["reference"]["metric"])
         assert 0 < row["latency_ms"]["median"] <= row["latency_ms"]["p90"] and row["latency_ms"]["examples"] == 40
+        assert row["latency_ms"]["threads"] >= 1  # one check per core: a worker gets the cores left over
         assert len(report["diffs"][f"sentiment_fp32.tflite @ {runtime}"]) == 40
     assert "numpy 1." in rows["fp32", "tflite-2.8"]["interpreter"] and "Python 3.10" in rows["fp32", "tflite-2.8"]["interpreter"]
     markdown = (bundle / "parity.md").read_text()

@@ -151,6 +151,27 @@ def test_external_weight_buffers_are_caught_by_the_inspection_before_any_interpr
     assert missing_runtime(entry, "2.14.0") is None
 
 
+def test_inlining_writes_the_same_bytes_as_the_flatbuffer_librarys_own_packing(tiny_tflite_bundle):
+    """inline_and_stamp hands the schema's Pack numpy vectors instead of bytearray slices (one copy instead of a Python
+    call per byte); the file must be the one the library writes from the slices."""
+    from ai_edge_litert.tools import flatbuffer_utils
+    from ai_edge_quantizer import Quantizer
+
+    from export.quantize import _recipe
+    from export.tflite_compat import inline_and_stamp
+
+    raw = bytes(Quantizer((tiny_tflite_bundle / "sentiment_fp32.tflite").read_bytes(), _recipe("fp16"))
+                .quantize(None, enable_progress_report=False).quantized_model)
+    assert inspect_tflite(raw)["buffers"]["external"] > 0
+    fast = inline_and_stamp(raw)
+    assert inspect_tflite(fast)["buffers"]["external"] == 0
+    stamped = flatbuffer_utils.read_model_from_bytearray(bytearray(fast))
+    library = flatbuffer_utils.read_model_from_bytearray(bytearray(raw))  # external data as bytearray slices
+    assert any(isinstance(b.data, bytearray) for b in library.buffers)
+    library.operatorCodes = stamped.operatorCodes  # the stamped op versions, the rest as ai-edge-quantizer wrote it
+    assert bytes(flatbuffer_utils.convert_object_to_bytearray(library)) == fast
+
+
 def test_the_old_interpreter_really_cannot_read_external_buffers(tiny_tflite_bundle, tmp_path):
     """The claim the inspection encodes, checked on tflite-runtime 2.13 itself (without the backend's check)."""
     from ai_edge_quantizer import Quantizer

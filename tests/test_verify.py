@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -118,3 +119,40 @@ def test_qa_bundle_verifies_answer_spans_on_squad(tiny_qa_tflite_bundle, data_di
     # the QA span floor reaches the quantized artifact's check; fp32 keeps exact agreement
     assert rows["int8-dynamic"]["threshold"]["min_agreement"] == QA_SPAN_AGREEMENT_FLOOR
     assert rows["fp32"]["threshold"]["min_agreement"] == 100.0
+
+
+def test_checks_run_one_per_lane_at_most_slowest_first_and_rows_keep_the_job_order():
+    import threading
+    import time
+
+    from export.verify.check import _run_jobs, _slowest_first
+
+    selected = ["litert", "old", "older"]
+    jobs = [("fp32", "litert"), ("words4", "litert"), ("words4", "old"), ("words4", "older"), ("coreml", None)]
+    order = _slowest_first(jobs, selected)
+    assert [jobs[i] for i in order] == [("words4", "older"), ("words4", "old"), ("coreml", None), ("fp32", "litert"), ("words4", "litert")]
+    started, running, peak, lock = [], 0, 0, threading.Lock()
+
+    def check(job):
+        nonlocal running, peak
+        with lock:
+            started.append(job)
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return job
+    assert _run_jobs(check, jobs, order, 2, progress=False) == jobs
+    assert peak == 2 and set(started[:2]) == {jobs[i] for i in order[:2]}
+
+
+def test_one_check_per_core_each_with_the_cores_left(monkeypatch):
+    from export.verify import check
+
+    monkeypatch.setattr(check, "_cores", lambda: 2)
+    assert check._lanes(8) == (2, 1) and check._lanes(1) == (1, 2)
+    monkeypatch.setattr(check, "_cores", lambda: 16)
+    assert check._lanes(3) == (3, 5) and check._lanes(40) == (check.MAX_LANES, 16 // check.MAX_LANES)
+    monkeypatch.undo()
+    assert 1 <= check._cores() <= (os.cpu_count() or 1)

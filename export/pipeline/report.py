@@ -1,7 +1,8 @@
 """The run report: RUN_DIR/report.md and a self-contained RUN_DIR/report.html (inline CSS, base64 PNGs).
 
 Both are rendered from the run summary the pipeline writes (RUN_DIR/summary.json), so a report can be
-re-rendered without re-running anything. Summary layout, per task:
+re-rendered without re-running anything. Summary layout: {"run_dir", "created_at", "settings", "tasks", "failed",
+"exit_code", "seconds" (the whole run)}, per task:
   {"task", "metric_name", "bundle_dir", "teacher": {"metric", "params", "size_bytes", "examples"}, "student": {...},
    "retention", "reference": {"metric", "examples"} (the PyTorch student on the parity examples),
    "artifacts": [{"name", "format", "precision", "size_bytes", "metric", "examples", "max_abs_diff", "mean_abs_diff",
@@ -85,16 +86,25 @@ def runtime_matrix_rows(task: dict) -> list[list[str]] | None:
                                        for art in task.get("artifacts", [])]
 
 
+def _minutes(seconds) -> str:
+    return "-" if seconds is None else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
 def overview_rows(summary: dict) -> list[list[str]]:
-    """One row per task: teacher and student metric, retention, artifacts and parity."""
-    rows = [["task", "metric", "teacher", "student", "retention", "student size", "artifacts", "parity"]]
+    """One row per task: teacher and student metric on the eval examples, retention, artifacts, parity, and the time
+    its stages took in this run (cached stages count 0); a last row with the whole run's time."""
+    rows = [["task", "metric", "eval examples", "teacher", "student", "retention", "student size", "artifacts", "parity", "time"]]
     for task in summary.get("tasks", []):
         arts = task.get("artifacts", [])
         failed = [a["name"] for a in arts if a.get("passed") is False]
         parity = "n/a" if all(a.get("passed") is None for a in arts) else ("FAIL: " + ", ".join(failed) if failed else "pass")
-        rows.append([task["task"], task.get("metric_name", "-"), _fmt(task.get("teacher", {}).get("metric")),
-                     _fmt(task.get("student", {}).get("metric")), _fmt(task.get("retention"), ".1f", "%"),
-                     fmt_size(task.get("student", {}).get("size_bytes")), str(len(arts)), parity])
+        seconds = sum(info.get("seconds", 0.0) for info in (task.get("stages") or {}).values() if info.get("ran"))
+        rows.append([task["task"], task.get("metric_name", "-"), _fmt(task.get("student", {}).get("examples"), "d"),
+                     _fmt(task.get("teacher", {}).get("metric")), _fmt(task.get("student", {}).get("metric")),
+                     _fmt(task.get("retention"), ".1f", "%"), fmt_size(task.get("student", {}).get("size_bytes")), str(len(arts)),
+                     parity, _minutes(seconds)])
+    if summary.get("seconds") is not None:
+        rows.append(["all tasks"] + [""] * 8 + [_minutes(summary["seconds"])])
     return rows
 
 

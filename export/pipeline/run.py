@@ -214,6 +214,7 @@ def run_pipeline(cfg: PipelineConfig, stages: StageFunctions | None = None) -> d
     """Run every task, write RUN_DIR/summary.json, report.md and report.html; returns the summary (with exit_code)."""
     from export.pipeline.report import write_report
 
+    started = time.perf_counter()
     cfg = cfg.validate()
     for folder in (cfg.run_dir, cfg.bundles_dir):
         try:
@@ -230,7 +231,7 @@ def run_pipeline(cfg: PipelineConfig, stages: StageFunctions | None = None) -> d
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("run_dir", "force")}
     summary = {"run_dir": str(Path(cfg.run_dir).resolve()), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "settings": json.loads(json.dumps(settings, default=str)), "tasks": tasks, "failed": failed,
-               "exit_code": 1 if failed else 0}
+               "exit_code": 1 if failed else 0, "seconds": round(time.perf_counter() - started, 1)}
     write_atomic(Path(cfg.run_dir) / SUMMARY_NAME, json.dumps(summary, indent=2, default=str) + "\n")
     md_path, html_path = write_report(summary, cfg.run_dir)
     summary["report"] = {"markdown": str(md_path), "html": str(html_path)}

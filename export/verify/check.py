@@ -9,7 +9,7 @@ parity.json layout:
   {"task", "head", "metric_name", "examples", "student", "reference": {"metric"}, "passed", "failures": [...],
    "runtimes": [{"name", "package", "version", "module", "environment", "installed"}],
    "artifacts": [one row per artifact and runtime: {"name", "file", "format", "precision", "size_bytes", "kind",
-                 "runtime", "runtime_label", "status", "reason", "interpreter", "latency_ms": {"median", "p90", "examples"},
+                 "runtime", "runtime_label", "status", "reason", "interpreter", "latency_ms": {"median", "p90", "examples", "threads"},
                  "compared", "examples", "max_abs_diff", "mean_abs_diff", "agreement", "metric", "metric_gap", "threshold",
                  "worst_example", "first_disagreement", "passed", "failures"}],
    "diffs": {"<file> @ <runtime>": [per-example max abs diff]}}
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -105,11 +107,11 @@ class _Evaluation:
         return tally, tally.summary(self.reference_metric, self.spec.metric)
 
 
-def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime) -> tuple[dict, list | None]:
+def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime, threads: int) -> tuple[dict, list | None]:
     """One TFLite artifact on one runtime: its parity row (and per-example diffs), or the reason it has none."""
     if not is_installed(runtime):
         return unchecked_row(entry, runtime, NOT_INSTALLED, f"no environment {runtime.env_dir()}; run `make setup`"), None
-    result = run_worker(runtime, bundle_dir, entry["file"], evaluation.examples)
+    result = run_worker(runtime, bundle_dir, entry["file"], evaluation.examples, num_threads=threads)
     found = result.get("interpreter")
     mismatch = runtime_mismatch(runtime, found)
     if mismatch:
@@ -123,7 +125,7 @@ def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime
     tally, row = evaluation.tally(entry, [got["outputs"] for got in result["examples"]], predictions, runtime.name)
     row["failures"] += [f"{tally.label}: {problem}" for problem in problems]
     row.update(runtime=runtime.name, runtime_label=runtime.label, status=CHECKED, reason=None, interpreter=interpreter_label(found),
-               latency_ms=latency_summary([got["latency_ms"] for got in result["examples"]]), passed=not row["failures"])
+               latency_ms=latency_summary([got["latency_ms"] for got in result["examples"]], threads), passed=not row["failures"])
     return row, tally.diffs
 
 
@@ -136,6 +138,46 @@ def _inprocess_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, feeds
     label = runner_runtime(runner)
     row.update(runtime=label, runtime_label=label, status=CHECKED, reason=None, interpreter=label, latency_ms=None)
     return row, tally.diffs
+
+
+# at most this many checks at once: each old interpreter's worker holds its own TensorFlow in memory
+MAX_LANES = 4
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow; else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _lanes(jobs: int) -> tuple[int, int]:
+    """(checks run at once, interpreter threads each): one check per core, since a worker gains little from a second
+    thread (TFLite 2.8 ran QA at the same speed on 1 and 2) and the Core ML evaluator uses one."""
+    cores = _cores()
+    lanes = max(1, min(jobs, cores, MAX_LANES))
+    return lanes, max(1, cores // lanes)
+
+
+def _slowest_first(jobs: list[tuple], selected: list) -> list[int]:
+    """Job indices, the likely slowest first so that the lanes end together: older interpreters (later in the
+    runtime list) ran the same file several times slower than LiteRT, and the Core ML evaluator sits between."""
+    def cost(index: int) -> int:
+        runtime = jobs[index][1]
+        return 1 if runtime is None else 2 * selected.index(runtime)
+    return sorted(range(len(jobs)), key=cost, reverse=True)
+
+
+def _run_jobs(check, jobs: list[tuple], order: list[int], lanes: int, progress: bool) -> list:
+    """check(job) for every job, `lanes` at a time (threads: TFLite checks wait on their worker process), in job order."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    results: list = [None] * len(jobs)
+    with ThreadPoolExecutor(max_workers=lanes) as pool, \
+            tqdm(total=len(jobs), desc="artifacts x runtimes", unit="run", disable=not progress) as bar:
+        futures = {pool.submit(check, jobs[index]): index for index in order}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update()
+    return results
 
 
 def diff_key(row: dict) -> str:
@@ -187,15 +229,23 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
         return selected if shipped is None or entry["file"] == shipped else selected[:1]
 
     jobs = [(entry, runtime) for entry in entries for runtime in runtimes_of(entry)]
-    rows, diffs = [], {}
-    for entry, runtime in tqdm(jobs, desc="artifacts x runtimes", unit="run", disable=not progress):
-        row, diff = (_runtime_row(evaluation, bundle_dir, entry, runtime) if runtime is not None
-                     else _inprocess_row(evaluation, bundle_dir, entry, feeds, progress))
+    lanes, threads = _lanes(len(jobs))
+    # coremltools keeps the MIL block being built or evaluated in a module-level stack: one in-process check at a time
+    in_process = threading.Lock()
+
+    def check(job: tuple) -> tuple[dict, list | None]:
+        entry, runtime = job
+        if runtime is not None:
+            row, diff = _runtime_row(evaluation, bundle_dir, entry, runtime, threads)
+        else:
+            with in_process:
+                row, diff = _inprocess_row(evaluation, bundle_dir, entry, feeds, progress and lanes == 1)
         row.update(file=entry["file"], format=entry["format"], precision=entry.get("precision"), size_bytes=entry.get("size_bytes"),
                    kind=artifact_kind(entry))
-        rows.append(row)
-        if diff is not None:
-            diffs[diff_key(row)] = diff
+        return row, diff
+
+    done = _run_jobs(check, jobs, _slowest_first(jobs, selected), lanes, progress)
+    rows, diffs = [row for row, _ in done], {diff_key(row): diff for row, diff in done if diff is not None}
     report = {"task": spec.name, "head": spec.head, "metric_name": spec.metric, "examples": len(examples),
               "split": "eval", "student": str(student_dir), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "seconds": round(time.perf_counter() - started, 2), "reference": {"metric": evaluation.reference_metric},

@@ -25,6 +25,9 @@ from mobile_app.runtime.contract import INPUT_NAMES, PER_TOKEN_OUTPUTS
 from mobile_app.runtime.bundle import BundleError
 
 CLASSIFY = "classify"
+# examples of one bucket run together up to this many tokens: a batch's (batch, heads, seq, seq) scores must stay
+# small enough for the cache (64 QA windows of 384 tokens ran 4x slower than one at a time)
+BATCH_TOKENS = 512
 _CONST_OPS = ("const",)
 _BATCH_AWARE = ("reshape",)  # always the kernel here: it carries the batch dimension through batch-1 shape constants
 
@@ -42,8 +45,14 @@ def _is_fp16(var) -> bool:
 
 
 def round_to_fp16(value) -> np.ndarray:
-    """float32 holding the nearest fp16 values (round to nearest even; overflow to inf)."""
-    return np.asarray(value, dtype=np.float16).astype(np.float32)
+    """float32 holding the nearest fp16 values (round to nearest even; overflow to inf).
+
+    Through torch's vectorised conversion: numpy's float16 cast was half of a QA evaluation's time (RESULTS.md,
+    "Core ML evaluator on Linux"); both give the same bits."""
+    import torch
+
+    array = np.ascontiguousarray(value, dtype=np.float32)
+    return torch.from_numpy(array).to(torch.float16).to(torch.float32).numpy()
 
 
 def storage_converter(var):
@@ -356,14 +365,15 @@ class CoreMLEvaluatorBackend(Backend):
     """A Core ML artifact behind the app's Backend interface, run by the MIL evaluator (any OS, no Core ML needed).
 
     `.run(ids, mask, types)` takes ONE example, as every Backend does (padding and trimming are Backend's);
-    `.run_batch(encodings)` runs many, batching those that share a bucket through the program at once.
+    `.run_batch(encodings)` runs many, batching those that share a bucket through the program at once (`batch_size`
+    examples, by default BATCH_TOKENS // bucket).
     Classifiers return "probabilities" (label order) and "label"; QA models "start_logits" and "end_logits".
     On macOS the runners use mobile_app.runtime.backends.CoreMLBackend (MLModel.predict) instead.
     """
 
     name = "coreml-mil"
 
-    def __init__(self, path, entry: dict, buckets=None, pad_id: int = 0, reference: bool = False, batch_size: int = 64):
+    def __init__(self, path, entry: dict, buckets=None, pad_id: int = 0, reference: bool = False, batch_size: int | None = None):
         super().__init__(path, entry, buckets or entry.get("buckets") or (), pad_id)
         try:
             self.program = MilProgramEvaluator(self.path, reference=reference)
@@ -388,7 +398,8 @@ class CoreMLEvaluatorBackend(Backend):
         by_bucket: dict[int, list[int]] = {}
         for index, (inputs, _) in enumerate(padded):
             by_bucket.setdefault(inputs["input_ids"].shape[1], []).append(index)
-        chunks = [indices[start:start + self.batch_size] for indices in by_bucket.values() for start in range(0, len(indices), self.batch_size)]
+        chunks = [indices[start:start + size] for bucket, indices in by_bucket.items()
+                  for size in [self.batch_size or max(1, BATCH_TOKENS // bucket)] for start in range(0, len(indices), size)]
         results: list = [None] * len(padded)
         with tqdm(total=len(padded), desc=self.path.name, unit="ex", disable=not progress) as bar:
             for chunk in chunks:

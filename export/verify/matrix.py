@@ -53,11 +53,12 @@ def run_worker(runtime: Runtime, bundle_dir: Path, file: str, examples: list[dic
         return json.loads(result.read_text(encoding="utf-8"))
 
 
-def latency_summary(values: list[float]) -> dict | None:
-    """Median and 90th percentile of per-example latency in ms (tokenize + model + post-processing)."""
+def latency_summary(values: list[float], threads: int) -> dict | None:
+    """Median and 90th percentile of per-example latency in ms (tokenize + model + post-processing), on `threads`
+    interpreter threads while other checks may run beside it."""
     if not values:
         return None
-    return {"median": float(np.median(values)), "p90": float(np.percentile(values, 90)), "examples": len(values)}
+    return {"median": float(np.median(values)), "p90": float(np.percentile(values, 90)), "examples": len(values), "threads": threads}
 
 
 def interpreter_label(found: dict | None) -> str | None:

@@ -89,12 +89,20 @@ def runtime_lines(report: dict) -> list[str]:
     return lines
 
 
+def _threads_note(report: dict) -> str:
+    threads = sorted({row["latency_ms"]["threads"] for row in report["artifacts"] if (row.get("latency_ms") or {}).get("threads")})
+    if not threads:
+        return ""
+    return (f", on {'/'.join(map(str, threads))} interpreter thread(s) with other checks running beside it "
+            "(the pipeline's latency stage times each file alone)")
+
+
 def render_markdown(report: dict, plot_file: str | None = None) -> str:
     lines = [f"# Parity: {report['task']} ({report['examples']} eval examples)", "",
              f"PyTorch student {report['metric_name']}: {report['reference']['metric']:.2f}. Result: "
              f"**{'PASS' if report['passed'] else 'FAIL'}**.", "", "## Artifact x runtime", "",
              "Each cell: the result against the same thresholds on every runtime, and the median latency of one example "
-             "(tokenize + model + post-processing) on this machine.", ""]
+             f"(tokenize + model + post-processing) on this machine{_threads_note(report)}.", ""]
     lines += _table(matrix_rows(report)) + ["", "Runtimes:", ""] + runtime_lines(report)
     lines += ["", "## Every artifact on every runtime", ""] + _table(parity_rows(report))
     if report["failures"]:
