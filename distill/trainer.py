@@ -38,6 +38,23 @@ def make_accelerator(cpu: bool = False) -> Accelerator:
     return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 matmuls in hardware (CPU: AMX or AVX512-BF16; CUDA: Ampere on). Elsewhere bf16
+    is emulated and slower than float32, so `train_precision=auto` stays float32 there."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype training forward passes autocast to under setting `train_precision` (None: float32 throughout)."""
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
 class EpochSampler(Sampler):
     """Batches of similar length in a random order drawn from seed + epoch only (identical on every process).
 
@@ -120,8 +137,12 @@ def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim
 
 
 def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: int, checkpoints: Path, resume: bool,
-              budget: EpochBudget, warmup_ratio: float = 0.1, weight_decay: float = 0.01, pad_id: int = 0) -> dict:
-    """Train `phase.objective` for `phase.epochs` epochs, checkpointing each; returns a summary dict."""
+              budget: EpochBudget, warmup_ratio: float = 0.1, weight_decay: float = 0.01, pad_id: int = 0,
+              autocast_dtype: torch.dtype | None = None) -> dict:
+    """Train `phase.objective` for `phase.epochs` epochs, checkpointing each; returns a summary dict.
+
+    `autocast_dtype` (torch.bfloat16, see `autocast_dtype()`): forward passes and their backward in that dtype under
+    autocast; weights, optimizer state and checkpoints stay float32."""
     phase_dir = Path(checkpoints) / phase.name
     start = _latest_epoch(phase_dir) if resume else 0
     if phase_finished(checkpoints, phase.name, phase.epochs, resume):
@@ -159,7 +180,8 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
         bar = tqdm(loader, desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}", disable=not accelerator.is_local_main_process,
                    leave=False, dynamic_ncols=True)
         for step, batch in enumerate(bar, start=1):
-            loss = model(**batch)
+            with torch.autocast(accelerator.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+                loss = model(**batch).float()
             losses.append(loss.item())
             where = f"{phase.name} epoch {epoch + 1} step {step}"
             if not math.isfinite(losses[-1]):
@@ -178,7 +200,7 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
         _save_epoch(accelerator, phase_dir, epoch + 1, {"phase": phase.name, "epochs": phase.epochs, "epoch": epoch + 1, "mean_loss": mean})
     seconds = time.time() - began
     summary = {"phase": phase.name, "epochs": phase.epochs, "steps": steps, "first_loss": first_loss, "last_loss": last_loss,
-               "seconds": round(seconds, 1)}
+               "seconds": round(seconds, 1), "dtype": str(autocast_dtype or torch.float32).removeprefix("torch.")}
     accelerator.print(f"{phase.name}: {phase.epochs - start} epoch(s), {steps} steps, mean loss "
                       f"{first_loss:.4f} (first epoch) -> {last_loss:.4f} (last), {seconds:.0f}s")
     accelerator.free_memory()

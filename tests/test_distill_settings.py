@@ -66,6 +66,7 @@ def test_quick_with_a_ready_teacher_spends_its_budget_on_transfer_data():
     sentiment, spam, qa = (settings_for(get_task(name), "quick", ready_teacher_start=True) for name in ("sentiment", "spam", "qa"))
     plain = settings_for(get_task("sentiment"), "quick")
     assert all(s.student_word_bits == 4 for s in (sentiment, spam, qa)) and plain.student_word_bits is None
+    assert all(s.train_precision == "auto" for s in (sentiment, spam, qa)) and plain.train_precision == "fp32"
     assert (sentiment.max_train_examples, sentiment.intermediate_epochs, sentiment.prediction_epochs) == (20000, 1, 1)
     assert spam.max_train_examples is None and (spam.intermediate_epochs, spam.prediction_epochs) == (1, 2)  # the whole train split
     assert (qa.max_train_examples, qa.intermediate_epochs, qa.prediction_epochs, qa.max_eval_examples) == (2800, 0, 2, None)
@@ -73,3 +74,9 @@ def test_quick_with_a_ready_teacher_spends_its_budget_on_transfer_data():
     # what the caller sets still wins
     assert settings_for(get_task("qa"), "quick", {"intermediate_epochs": 1}, ready_teacher_start=True).intermediate_epochs == 1
     assert settings_for(get_task("sentiment"), "medium", ready_teacher_start=True) == settings_for(get_task("sentiment"), "medium")
+
+
+def test_train_precision_is_one_of_the_known_ones():
+    assert settings_for(get_task("spam"), "quick", {"train_precision": "bf16"}).train_precision == "bf16"
+    with pytest.raises(UserError, match="train_precision must be one of fp32, bf16, auto, got 'fp16'"):
+        settings_for(get_task("spam"), "quick", {"train_precision": "fp16"})
