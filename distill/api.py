@@ -34,7 +34,7 @@ from distill.teacher import (default_teacher, has_task_head, load_tokenizer, pre
                              task_features, teacher_config)
 from distill.soft_targets import with_teacher_logits
 from distill.word_grid import snap
-from distill.trainer import EpochBudget, Interrupted, Phase, autocast_dtype, make_accelerator, phase_finished, run_phase
+from distill.trainer import EpochBudget, Interrupted, Phase, make_accelerator, phase_finished, run_phase
 
 REPORT_FILE = "distill_report.json"
 
@@ -183,9 +183,7 @@ def _task_stage(run: _Run, accelerator, budget, resume: bool, teacher, teacher_i
     student.to(accelerator.device)
     common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,
                   warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, pad_id=run.tokenizer.pad_token_id,
-                  autocast_dtype=autocast_dtype(s.train_precision, accelerator.device))
-    if common["autocast_dtype"] is not None:
-        accelerator.print(f"training in bfloat16 autocast (train_precision={s.train_precision}); weights stay float32")
+                  precision=s.train_precision)
     try:
         t0 = time.time()
         objective = IntermediateObjective(student, teacher, hidden_dims=hidden_dims)

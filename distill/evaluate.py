@@ -32,13 +32,11 @@ def predict_logits(accelerator, model, features: list[dict], batch_size: int, de
                 padding = batch["attention_mask"] == 0
                 outputs = [F.pad(o.masked_fill(padding, PAD_LOGIT), (0, width - o.shape[-1]), value=PAD_LOGIT) for o in outputs]
             chunks.append([accelerator.gather_for_metrics(o.contiguous()).cpu().numpy() for o in outputs])
-    sorted_arrays = [np.concatenate(parts) for parts in zip(*chunks)]
-    if len(sorted_arrays[0]) != len(features):
-        raise RuntimeError(f"gathered {len(sorted_arrays[0])} predictions for {len(features)} features")
-    arrays = [np.empty_like(a) for a in sorted_arrays]
-    for array, ordered in zip(arrays, sorted_arrays):
-        array[order] = ordered
-    return arrays
+    arrays = [np.concatenate(parts) for parts in zip(*chunks)]
+    if len(arrays[0]) != len(features):
+        raise RuntimeError(f"gathered {len(arrays[0])} predictions for {len(features)} features")
+    back = np.argsort(order)  # from length order back to the features' order
+    return [array[back] for array in arrays]
 
 
 def evaluate(accelerator, model, task, tokenizer, examples: list[dict], settings, desc: str = "eval") -> dict[str, float]:

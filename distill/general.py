@@ -21,7 +21,7 @@ from distill.objectives import IntermediateObjective
 from distill.outputs import cached_record, publish_model_folder
 from distill.student import StudentShape, student_config
 from distill.teacher import source_identity, load_tokenizer, teacher_config
-from distill.trainer import Phase, autocast_dtype, run_phase
+from distill.trainer import Phase, run_phase
 
 KEY_FILE = "general_key.json"
 
@@ -77,7 +77,7 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
                   settings.general_epochs, settings.general_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
                         resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
-                        pad_id=tokenizer.pad_token_id, autocast_dtype=autocast_dtype(settings.train_precision, accelerator.device))
+                        pad_id=tokenizer.pad_token_id, precision=settings.train_precision)
     summary = {"texts": len(texts), "embedding_init": settings.general_embedding_init, **summary}
     publish_model_folder(accelerator, general_dir, student, tokenizer, KEY_FILE, {"key": key, "teacher": teacher_source, "summary": summary})
     return general_dir, {"dir": str(general_dir), "cached": False, **summary}

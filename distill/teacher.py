@@ -22,7 +22,7 @@ from distill.features import classification_features, qa_train_features
 from distill.internals import freeze_word_embeddings
 from distill.objectives import SupervisedObjective
 from distill.outputs import cached_record, publish_model_folder
-from distill.trainer import Phase, autocast_dtype, run_phase
+from distill.trainer import Phase, run_phase
 from mobile_app.runtime.contract import HEAD_ARCHITECTURES
 from mobile_app.runtime.files import source_identity  # noqa: F401  (re-exported for distill.general/api)
 
@@ -141,7 +141,7 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
                   settings.teacher_epochs, settings.teacher_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
                         resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
-                        pad_id=tokenizer.pad_token_id, autocast_dtype=autocast_dtype(settings.train_precision, accelerator.device))
+                        pad_id=tokenizer.pad_token_id, precision=settings.train_precision)
     fine_tune = {"train_examples": len(examples), **summary}
     publish_model_folder(accelerator, teacher_dir, model, tokenizer, KEY_FILE, {"key": key, "source": source, "task": task.name, "fine_tune": fine_tune})
     model.requires_grad_(True)

@@ -138,11 +138,11 @@ def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim
 
 def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: int, checkpoints: Path, resume: bool,
               budget: EpochBudget, warmup_ratio: float = 0.1, weight_decay: float = 0.01, pad_id: int = 0,
-              autocast_dtype: torch.dtype | None = None) -> dict:
+              precision: str = "fp32") -> dict:
     """Train `phase.objective` for `phase.epochs` epochs, checkpointing each; returns a summary dict.
 
-    `autocast_dtype` (torch.bfloat16, see `autocast_dtype()`): forward passes and their backward in that dtype under
-    autocast; weights, optimizer state and checkpoints stay float32."""
+    `precision` (setting `train_precision`): where `autocast_dtype` gives bfloat16, forward passes and their backward
+    run under autocast in it; weights, optimizer state and checkpoints stay float32."""
     phase_dir = Path(checkpoints) / phase.name
     start = _latest_epoch(phase_dir) if resume else 0
     if phase_finished(checkpoints, phase.name, phase.epochs, resume):
@@ -168,6 +168,7 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
         accelerator.print(f"{phase.name}: resuming after epoch {start}")
 
     trained = [(name, p) for name, p in phase.objective.named_parameters() if p.requires_grad]
+    dtype = autocast_dtype(precision, accelerator.device)
     began, first_loss, last_loss, steps = time.time(), None, None, 0
     for epoch in range(start, phase.epochs):
         if not budget.take():
@@ -180,7 +181,7 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
         bar = tqdm(loader, desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}", disable=not accelerator.is_local_main_process,
                    leave=False, dynamic_ncols=True)
         for step, batch in enumerate(bar, start=1):
-            with torch.autocast(accelerator.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            with torch.autocast(accelerator.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 loss = model(**batch).float()
             losses.append(loss.item())
             where = f"{phase.name} epoch {epoch + 1} step {step}"
@@ -200,9 +201,10 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
         _save_epoch(accelerator, phase_dir, epoch + 1, {"phase": phase.name, "epochs": phase.epochs, "epoch": epoch + 1, "mean_loss": mean})
     seconds = time.time() - began
     summary = {"phase": phase.name, "epochs": phase.epochs, "steps": steps, "first_loss": first_loss, "last_loss": last_loss,
-               "seconds": round(seconds, 1), "dtype": str(autocast_dtype or torch.float32).removeprefix("torch.")}
+               "seconds": round(seconds, 1), "dtype": str(dtype or torch.float32).removeprefix("torch.")}
     accelerator.print(f"{phase.name}: {phase.epochs - start} epoch(s), {steps} steps, mean loss "
-                      f"{first_loss:.4f} (first epoch) -> {last_loss:.4f} (last), {seconds:.0f}s")
+                      f"{first_loss:.4f} (first epoch) -> {last_loss:.4f} (last), {seconds:.0f}s"
+                      + (" (bfloat16 autocast, float32 weights)" if dtype is not None else ""))
     accelerator.free_memory()
     return summary
 

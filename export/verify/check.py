@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm import tqdm
@@ -168,8 +169,6 @@ def _slowest_first(jobs: list[tuple], selected: list) -> list[int]:
 
 def _run_jobs(check, jobs: list[tuple], order: list[int], lanes: int, progress: bool) -> list:
     """check(job) for every job, `lanes` at a time (threads: TFLite checks wait on their worker process), in job order."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     results: list = [None] * len(jobs)
     with ThreadPoolExecutor(max_workers=lanes) as pool, \
             tqdm(total=len(jobs), desc="artifacts x runtimes", unit="run", disable=not progress) as bar:

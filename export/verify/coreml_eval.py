@@ -398,8 +398,10 @@ class CoreMLEvaluatorBackend(Backend):
         by_bucket: dict[int, list[int]] = {}
         for index, (inputs, _) in enumerate(padded):
             by_bucket.setdefault(inputs["input_ids"].shape[1], []).append(index)
-        chunks = [indices[start:start + size] for bucket, indices in by_bucket.items()
-                  for size in [self.batch_size or max(1, BATCH_TOKENS // bucket)] for start in range(0, len(indices), size)]
+        chunks = []
+        for bucket, indices in by_bucket.items():
+            size = self.batch_size or max(1, BATCH_TOKENS // bucket)
+            chunks += [indices[start:start + size] for start in range(0, len(indices), size)]
         results: list = [None] * len(padded)
         with tqdm(total=len(padded), desc=self.path.name, unit="ex", disable=not progress) as bar:
             for chunk in chunks:
