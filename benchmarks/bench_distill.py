@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from distill.api import REPORT_FILE, run_task  # noqa: E402
+from distill.stages import REPORT_FILE, run_task  # noqa: E402
 from distill.cli_args import parse_setting, parse_student  # noqa: E402
-from distill.errors import UserError  # noqa: E402
+from mobile_app.runtime.errors import UserError  # noqa: E402
 from distill.settings import PRESET_NAMES  # noqa: E402
 from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
 from distill.teacher_spec import TEACHER_HELP, TEACHERS_HELP, teachers_for  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from distill.cli_args import add_data_argument, add_distill_arguments, add_setting_argument
 from distill.console import library_note, route_library_output
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.tasks import TASKS
 from distill.teacher_spec import teachers_for
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> dict:
     """Everything the flags alone can tell is wrong, before the heavy imports; returns the typed --set overrides."""
-    from distill.outputs import check_writable
+    from distill.run_folder import check_writable
     from distill.settings import parse_settings, settings_for
     from distill.tasks import get_task
 
@@ -72,14 +72,14 @@ def run_command(args: argparse.Namespace) -> int:
         teacher = teachers_for((args.task,), args.teacher, args.teachers).get(args.task)  # before the heavy imports
         args.overrides = check_args(args)
         route_library_output(Path(args.out) / LOG_NAME)
-        from distill import api
+        from distill import stages
         from distill.trainer import Interrupted
 
         kwargs = dict(task=args.task, data_dir=args.data_dir, out_dir=args.out, preset=args.preset, teacher=teacher,
                       student=args.student, seed=args.seed, max_train_examples=args.max_train_examples,
                       max_eval_examples=args.max_eval_examples, overrides=args.overrides, init=args.init,
                       resume=args.resume, stop_after_epochs=args.stop_after_epochs)
-        stage = {"run": api.run_task, "teacher": api.run_teacher, "general": api.run_general, "task": api.run_student}[args.stage]
+        stage = {"run": stages.run_task, "teacher": stages.run_teacher, "general": stages.run_general, "task": stages.run_student}[args.stage]
         if args.stage == "general":
             kwargs["corpus"] = args.corpus
         path = stage(**kwargs)

@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 
 SPLIT_SEED = 42
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distill.errors import UserError
-from distill.internals import encoder_of
+from mobile_app.runtime.errors import UserError
+from distill.attention_scores import encoder_of
 
 
 def principal_basis(table: torch.Tensor, width: int) -> torch.Tensor:

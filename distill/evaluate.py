@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from distill import metrics
 from distill.features import PAD_LOGIT, classification_features, collate, qa_answers, qa_eval_features
-from distill.internals import encoder_of
+from distill.attention_scores import encoder_of
 from distill.objectives import task_logits
 from mobile_app.runtime.qa import fitted_stride
 

@@ -14,11 +14,11 @@ import torch
 from transformers import BertModel
 
 from distill.embedding_init import project_teacher_embeddings
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.features import text_features
-from distill.internals import freeze_word_embeddings
+from distill.attention_scores import freeze_word_embeddings
 from distill.objectives import IntermediateObjective
-from distill.outputs import cached_record, publish_model_folder
+from distill.run_folder import cached_record, publish_model_folder
 from distill.student import StudentShape, student_config
 from distill.teacher import source_identity, load_tokenizer, teacher_config
 from distill.trainer import Phase, run_phase

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 
 # The official code zeroes every score at or below this (masked positions carry about -1e4).
 MASKED_SCORE_THRESHOLD = -1e2

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from distill.errors import UserError
-from distill.internals import encoder_of
+from mobile_app.runtime.errors import UserError
+from distill.attention_scores import encoder_of
 
 
 @dataclass

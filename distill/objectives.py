@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distill.internals import encoder_of, forward_with_internals
+from distill.attention_scores import encoder_of, forward_with_internals
 from distill.losses import attention_loss, hidden_loss, layer_mapping, prediction_loss
 
 TARGET_KEYS = ("labels", "start_positions", "end_positions")

@@ -16,7 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.tasks import TaskSpec
 from distill.word_grid import WORD_BITS
 

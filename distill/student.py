@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.heads import head_of_architecture, model_class
 from mobile_app.runtime.contract import HEAD_ARCHITECTURES
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from distill import data
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.contract import TASK_HEADS, TASK_NAMES
 
 DATA_DIR_ENV = "TINYBERT_DATA_DIR"

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, BertTokenizerFast
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.heads import model_class
 from distill.features import classification_features, qa_train_features
-from distill.internals import freeze_word_embeddings
+from distill.attention_scores import freeze_word_embeddings
 from distill.objectives import SupervisedObjective
-from distill.outputs import cached_record, publish_model_folder
+from distill.run_folder import cached_record, publish_model_folder
 from distill.trainer import Phase, run_phase
 from mobile_app.runtime.contract import HEAD_ARCHITECTURES
 from mobile_app.runtime.files import source_identity  # noqa: F401  (re-exported for distill.general/api)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.tasks import TASKS, get_task
 
 

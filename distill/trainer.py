@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.features import collate
 
 DONE_FILE = "epoch.json"

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.files import make_stage, swap_in, write_atomic
 from mobile_app.runtime.bundle import BundleError, read_manifest, sha256_path
 from mobile_app.runtime.contract import FORMAT_NAME, FORMAT_VERSION, INPUT_NAMES, MANIFEST_NAME, OUTPUT_NAMES

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from distill.cli_args import add_data_argument
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from export.quantize import TFLITE_PRECISIONS, parse_min_runtime
 from mobile_app.runtime.bundle import BundleError
 from mobile_app.runtime.contract import COREML_VARIANTS, TFLITE_NEEDS_FIELD

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from export.bundle import base_manifest, staged_bundle, upsert_artifact
-from export.student import check_buckets, check_labels, check_vocab_size, resolve_task, tokenizer_settings, write_labels, write_vocab
+from export.student_folder import check_buckets, check_labels, check_vocab_size, resolve_task, tokenizer_settings, write_labels, write_vocab
 from export.packed_words import grid_gaps
 from export.quantize import PACKED_WORDS_PRECISIONS
 from export.wrapper import ExportableBert, load_student

@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.prediction import input_fields as encoded_fields  # noqa: F401 (one implementation, the runtime's)
 
 CALIBRATION_SEED = 0

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.runtime_versions import litert_tflite_version, normalize, version_key
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4", "int8-static")

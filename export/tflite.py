@@ -18,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from distill.console import library_stdout
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
 from export.quantize import (DEFAULT_MIN_RUNTIME, PACKED_WORDS_PRECISIONS, check_precisions, parse_min_runtime, precision_notes,
                              profile_gap, quantize_tflite)
-from export.student import (check_buckets, check_labels, check_vocab_size, resolve_task,
+from export.student_folder import (check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
 from export.packed_words import grid_gaps as word_grid_gaps
 from export.wrapper import ExportableBert, load_student

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.runtime_versions import version_key
 
 # ---- runtime_version.cc: (op, version) -> oldest TFLite runtime, for the ops our exported graphs contain ----

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.heads import head_of_architecture, model_class
 from mobile_app.runtime.contract import HEAD_ARCHITECTURES, MASK_VALUE, OUTPUT_NAMES
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from export.__main__ import main
 from export.coreml import COMPRESS_MIN_ELEMENTS, convert_wrapper, export_coreml
 from export.verify.coreml_eval import CoreMLEvaluatorBackend, MilProgramEvaluator

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from distill import data
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.metrics import squad_scores
 from distill.tasks import get_task
 

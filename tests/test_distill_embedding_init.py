@@ -6,7 +6,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from distill.embedding_init import principal_basis, project_teacher_embeddings
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 
 
 def _bert(hidden: int, vocab: int = 50, seed: int = 0) -> BertModel:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from distill.errors import UserError
-from distill.internals import forward_with_internals
+from mobile_app.runtime.errors import UserError
+from distill.attention_scores import forward_with_internals
 from distill.losses import attention_loss, hidden_loss, layer_mapping, prediction_loss, soft_cross_entropy
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distill.api import REPORT_FILE, run_general, run_task
-from distill.errors import UserError
+from distill.stages import REPORT_FILE, run_general, run_task
+from mobile_app.runtime.errors import UserError
 from distill.trainer import Interrupted, autocast_dtype
 from export.wrapper import load_student
 from tests.conftest import REPO_ROOT

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.settings import settings_for
 from distill.tasks import get_task
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.student import PRESETS, check_general_source, load_general_encoder, new_student, resolve_shape, student_config
 
 

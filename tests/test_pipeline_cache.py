@@ -124,7 +124,7 @@ def test_file_hashes_of_real_data(data_dir):
 def test_force_forgets_the_task_records_and_hands_force_to_the_distill_caches(tmp_path, data_dir):
     from export.pipeline.run import forget_task
     from export.pipeline.config import PipelineConfig
-    from distill.outputs import cached_record
+    from distill.run_folder import cached_record
 
     cfg = PipelineConfig(data_dir=data_dir, run_dir=tmp_path / "run", bundles_dir=tmp_path / "bundles", force=True)
     cache = StageCache(cfg.run_dir)

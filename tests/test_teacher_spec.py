@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.teacher_spec import parse_teacher_spec, teachers_for
 
 TASKS = ("sentiment", "spam", "qa")

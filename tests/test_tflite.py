@@ -159,7 +159,7 @@ def test_a_failed_re_export_leaves_the_old_bundle_intact(tiny_tflite_bundle, tin
 
 
 def test_task_is_read_from_the_distill_report(tiny_classifier_dir, tmp_path):
-    from export.student import resolve_task
+    from export.student_folder import resolve_task
 
     student = shutil.copytree(tiny_classifier_dir, tmp_path / "student")
     (student / "distill_report.json").write_text(json.dumps({"task": "spam"}))
@@ -168,7 +168,7 @@ def test_task_is_read_from_the_distill_report(tiny_classifier_dir, tmp_path):
 
 
 def test_vocab_is_rebuilt_from_tokenizer_json_when_vocab_txt_is_absent(tiny_classifier_dir, tmp_path):
-    from export.student import write_vocab
+    from export.student_folder import write_vocab
 
     student = shutil.copytree(tiny_classifier_dir, tmp_path / "student")
     (student / "vocab.txt").unlink()

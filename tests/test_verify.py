@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from export.__main__ import main
 from export.verify.parity import QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
 
@@ -107,7 +107,7 @@ def test_probabilities_are_compared_with_the_students_softmax():
 
 def test_qa_bundle_verifies_answer_spans_on_squad(tiny_qa_tflite_bundle, data_dir, tmp_path):
     pytest.importorskip("mobile_app.runtime.qa", reason="mobile_app/runtime/qa.py (QA windows and best_span) has not landed yet")
-    from export.verify.check import verify_bundle
+    from export.verify.verify import verify_bundle
 
     bundle = shutil.copytree(tiny_qa_tflite_bundle, tmp_path / "qa")
     report = verify_bundle(bundle, data_dir=data_dir, max_examples=12, progress=False, runtimes=[MAIN_RUNTIME])
@@ -125,7 +125,7 @@ def test_checks_run_one_per_lane_at_most_slowest_first_and_rows_keep_the_job_ord
     import threading
     import time
 
-    from export.verify.check import _run_jobs, _slowest_first
+    from export.verify.verify import _run_jobs, _slowest_first
 
     selected = ["litert", "old", "older"]
     jobs = [("fp32", "litert"), ("words4", "litert"), ("words4", "old"), ("words4", "older"), ("coreml", None)]

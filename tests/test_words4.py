@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.word_grid import from_codes, grid_codes, grid_error, on_grid, pack, snap, unpack
 from mobile_app.runtime.backends import pick_artifact
 from mobile_app.runtime.bundle import load_manifest
@@ -105,7 +105,7 @@ def test_a_student_off_the_grid_gets_no_words4_and_is_told_why(tiny_classifier_d
 
 
 def test_a_run_with_student_word_bits_distils_around_a_fixed_grid_table(tiny_spam_dir, data_dir, tmp_path):
-    from distill.api import REPORT_FILE, run_task
+    from distill.stages import REPORT_FILE, run_task
     from tests.test_distill_run import FAST, TINY_STUDENT
 
     torch.set_num_threads(1)

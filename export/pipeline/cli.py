@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from distill.cli_args import add_data_argument, add_distill_arguments
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.teacher_spec import teachers_for
 from export.verify.cli import add_matrix_argument, add_runtimes_argument, add_threshold_argument, threshold_overrides
 from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, PipelineConfig

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.tasks import get_task
 from mobile_app.runtime.contract import TASK_NAMES
 from export.quantize import check_precisions
@@ -47,7 +47,7 @@ class PipelineConfig:
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     buckets: dict[str, tuple[int, ...]] | None = None       # per task; None = the task registry's buckets
-    distill_overrides: dict | None = None                   # passed to distill.api.run_task (tests: epochs, batch size)
+    distill_overrides: dict | None = None                   # passed to distill.stages.run_task (tests: epochs, batch size)
     verify_max_examples: int | None = DEFAULT_VERIFY_EXAMPLES
     verify_thresholds: dict | None = None                   # passed to the verifier (tests: a threshold that must fail)
     verify_runtimes: tuple[str, ...] | None = None          # TFLite runtimes of the parity matrix; None: every installed one

@@ -1,7 +1,7 @@
 """Reading the stages' own result files into the rows of the run summary (see export/pipeline/report.py).
 
-distill_report.json (distill.api) gives teacher and student metrics, parameters and weight sizes;
-bundle.json gives the artifacts; parity.json (export.verify.check) their differences, agreement and metric;
+distill_report.json (distill.stages) gives teacher and student metrics, parameters and weight sizes;
+bundle.json gives the artifacts; parity.json (export.verify.verify) their differences, agreement and metric;
 the latency stage the on-device timings. Nothing is recomputed here.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distill.api import REPORT_FILE
+from distill.stages import REPORT_FILE
 
 
 def distill_rows(student_dir: str | Path, metric: str) -> tuple[dict, dict]:
@@ -58,7 +58,7 @@ def _passed(rows: list[dict]):
 def artifact_rows(manifest: dict, parity: dict, latency: dict) -> tuple[list[dict], dict]:
     """One row per bundle artifact (manifest order) joined with its parity rows (one per runtime) and latency; plus
     the diffs. The figures are those of `runtime` (see _measured_row); `passed` and `failures` cover every runtime."""
-    from export.verify.check import diff_key
+    from export.verify.verify import diff_key
     from export.verify.report import matrix_cell
 
     by_name: dict[str, list[dict]] = {}

@@ -3,7 +3,7 @@
 Each stage is cached (export/pipeline/cache.py): its key hashes the data files, the result of the stage
 it builds on, its settings and its code, and a stage whose key matches a completed record whose
 outputs are still on disk is skipped. Settings live in export/pipeline/config.py, the stage bodies
-(calls into distill.api, export.tflite, export.coreml, export.verify.check, export.verify.runners) in
+(calls into distill.stages, export.tflite, export.coreml, export.verify.verify, export.verify.runners) in
 export/pipeline/stages.py.
 """
 from __future__ import annotations
@@ -16,20 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.tasks import get_task
 from export.pipeline.config import PipelineConfig
 from export.pipeline.stages import StageFunctions
 from mobile_app.runtime.files import write_atomic
 from export.pipeline.cache import StageCache, code_version, file_hashes, key_of, stage_inputs
-from export.verify.check import PARITY_JSON
+from export.verify.verify import PARITY_JSON
 from mobile_app.runtime.bundle import read_manifest, sha256_path
 from mobile_app.runtime.files import source_identity
 
 SUMMARY_NAME = "summary.json"
 
 # The code each stage runs: editing any of these modules redoes the stage.
-_BUNDLE_CODE = ["export.bundle", "export.student", "export.wrapper", "mobile_app.runtime.bundle", "export.pipeline.stages"]
+_BUNDLE_CODE = ["export.bundle", "export.student_folder", "export.wrapper", "mobile_app.runtime.bundle", "export.pipeline.stages"]
 STAGE_CODE = {
     "distill": ["distill", "export.pipeline.stages"],
     "tflite": ["export.tflite", "export.quantize", "export.model_inputs", "mobile_app.runtime.tokenizer", *_BUNDLE_CODE],

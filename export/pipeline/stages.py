@@ -1,6 +1,6 @@
 """The bodies of the pipeline's stages: thin calls into the modules that own each step.
 
-distill.api.run_task, export.tflite.export_tflite, export.coreml.export_coreml, export.verify.verify_bundle,
+distill.stages.run_task, export.tflite.export_tflite, export.coreml.export_coreml, export.verify.verify_bundle,
 and export.verify.runners for the on-device latency. `StageFunctions` bundles them so a test can count the calls.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mobile_app.runtime.bundle import read_manifest
 
 
 def distill_student(task: str, cfg: PipelineConfig) -> Path:
-    from distill.api import run_task
+    from distill.stages import run_task
 
     return Path(run_task(task, cfg.data_dir, Path(cfg.run_dir) / task, preset=cfg.preset, teacher=cfg.teacher_for(task),
                          student=cfg.student, seed=cfg.seed, max_train_examples=cfg.max_train_examples,
@@ -38,7 +38,7 @@ def export_coreml_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: Pi
 
 
 def verify_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineConfig) -> dict:
-    from export.verify.check import verify_bundle as verify
+    from export.verify.verify import verify_bundle as verify
 
     return verify(bundle_dir, data_dir=cfg.data_dir, student_dir=student_dir, max_examples=cfg.verify_max_examples,
                   thresholds=cfg.verify_thresholds, runtimes=list(cfg.verify_runtimes) if cfg.verify_runtimes else None,

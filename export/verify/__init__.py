@@ -1,4 +1,4 @@
 """Parity verification: every bundle artifact against the PyTorch student on the task's real eval split.
 
-`check.verify_bundle` runs it; `parity` holds the thresholds, `runners` the model interface, `report` parity.md.
+`verify.verify_bundle` runs it; `parity` holds the thresholds, `runners` the model interface, `report` parity.md.
 """

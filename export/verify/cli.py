@@ -32,7 +32,7 @@ def add_matrix_argument(parser: argparse.ArgumentParser, default: str) -> None:
 
 def check_runtime_names(names: list[str] | None) -> None:
     """Refuse an unknown --runtimes name before anything heavy is imported."""
-    from distill.errors import UserError
+    from mobile_app.runtime.errors import UserError
     from export.verify.runtimes import BY_NAME
 
     unknown = [name for name in names or [] if name not in BY_NAME and name != "all"]
@@ -58,7 +58,7 @@ def threshold_overrides(flags: list[str] | None) -> dict:
 
 def run_verify(args: argparse.Namespace) -> int:
     check_runtime_names(args.runtimes)
-    from export.verify.check import PARITY_MD, verify_bundle
+    from export.verify.verify import PARITY_MD, verify_bundle
     from export.verify.report import matrix_rows, parity_rows, runtime_lines
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from export.verify.runtimes import BY_NAME, RUNTIMES, WORKER_MODULE, Runtime, installed_runtimes, worker_env
 
 NOT_INSTALLED, DOES_NOT_LOAD, FAILS, CHECKED = "not installed", "does not load", "fails", "checked"

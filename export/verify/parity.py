@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.classify import softmax
 
 

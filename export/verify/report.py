@@ -1,5 +1,5 @@
 """parity.md, the artifact x runtime matrix and the per-row logit-difference plot, rendered from a verify report
-(see export/verify/check.py)."""
+(see export/verify/verify.py)."""
 from __future__ import annotations
 
 import io

@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 from mobile_app.runtime.contract import ARTIFACT_FIELDS, DEFAULT_PRECISIONS, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FIELDS, MANIFEST_NAME
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.files import sha256_path
 
 
-class BundleError(ValueError):
+class BundleError(UserError):
     """A bundle that is missing, incomplete, tampered or not what the caller asked for."""
 
 

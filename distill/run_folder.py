@@ -5,7 +5,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.contract import VOCAB_NAME
 from mobile_app.runtime.files import replace_dir
 from mobile_app.runtime.tokenizer import write_vocab

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.metrics import accuracy, squad_scores
 from distill.tasks import get_task
 from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, MATRIX_CHOICES, NOT_INSTALLED, check_runtime_result, latency_summary,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.tasks import TaskSpec, get_task
 from mobile_app.runtime.contract import VOCAB_NAME
 from mobile_app.runtime.tokenizer import write_vocab as write_tokens

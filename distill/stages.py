@@ -3,7 +3,7 @@
 One function per stage, each callable alone: `run_teacher` (the teacher, fine-tuned and cached when it lacks
 the task head), `run_general` (general distillation of a student encoder), `run_student` (task distillation:
 student start -> intermediate layers -> prediction layer -> evaluation -> OUT/student/ + distill_report.json),
-and `run_task`, which runs them in order. Work already done is skipped by one rule (`outputs.cached_record`):
+and `run_task`, which runs them in order. Work already done is skipped by one rule (`run_folder.cached_record`):
 a stage's folder whose record carries the same key; `force=True` redoes it.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from distill.errors import UserError
+from mobile_app.runtime.errors import UserError
 from distill.evaluate import evaluate
 from distill.features import FEATURE_KEYS, collate
 from distill.general import general_distill, read_corpus, task_texts
-from distill.internals import encoder_of, freeze_word_embeddings
+from distill.attention_scores import encoder_of, freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
-from distill.outputs import cached_record, check_writable, save_model_folder, weights_bytes, write_json
+from distill.run_folder import cached_record, check_writable, save_model_folder, weights_bytes, write_json
 from mobile_app.runtime.files import replace_dir
 from distill.settings import default_init, settings_for
 from distill.student import (TEACHER_LAYERS, check_general_source, load_general_encoder, load_teacher_layers, new_student,
