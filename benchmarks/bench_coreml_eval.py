@@ -71,7 +71,7 @@ def encoded_dev_set(bundle: Path, manifest: dict, data_dir, limit: int | None):
 
 
 def reference_probabilities(student: Path, buckets, encodings) -> np.ndarray:
-    from export.verify.runners import TorchRunner
+    from export.verify.torch_reference import TorchRunner
     from export.wrapper import ExportableBert, load_student
     from mobile_app.runtime.classify import softmax
 

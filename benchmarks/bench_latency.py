@@ -139,7 +139,7 @@ def classification_quality(backend, tokenizer, manifest: dict, examples: list[di
 
 def build_subjects(bundle: Path, bucket: int, threads: int, data_dir, onnx_dir: Path, quality_examples: int | None) -> tuple[list, dict]:
     from distill.tasks import get_task
-    from export.verify.runners import TorchRunner
+    from export.verify.torch_reference import TorchRunner
     from export.wrapper import ExportableBert, load_student
     from mobile_app.runtime.backends import TFLiteBackend
     from mobile_app.runtime.bundle import artifacts, load_manifest

@@ -47,19 +47,14 @@ print(json.dumps(out))
 
 
 def torch_labels(student: Path, bundle: Path, texts: list[str]) -> list[int]:
-    from export.verify.runners import TorchRunner
+    from export.verify.torch_reference import TorchRunner
     from export.wrapper import ExportableBert, load_student
-    from mobile_app.runtime import load_task
-    from mobile_app.runtime.classify import encode_text
+    from mobile_app.runtime import TaskRunner, load_task
 
     runner = load_task(bundle, precision="fp32")
-    reference = TorchRunner(ExportableBert(load_student(student)), runner.backend.buckets, runner.tokenizer.pad_id)
-    labels = []
-    for text in texts:
-        enc = encode_text(runner.tokenizer, text, runner._max_length())
-        logits = reference.run(enc.input_ids, enc.attention_mask, enc.token_type_ids)["logits"]
-        labels.append(int(np.argmax(np.asarray(logits).reshape(-1))))
-    return labels
+    reference = TaskRunner(bundle, runner.manifest, runner.tokenizer,
+                           TorchRunner(ExportableBert(load_student(student)), runner.backend.buckets, runner.tokenizer.pad_id))
+    return [reference.run_example({"text": text}).result.index for text in texts]
 
 
 def main(argv=None) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from mobile_app.runtime.errors import UserError
 from distill.tasks import TaskSpec
 from distill.word_grid import WORD_BITS
+from mobile_app.runtime.contract import DEFAULT_MAX_ANSWER_LENGTH
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class DistillSettings:
     max_seq_length: int
     doc_stride: int = 128
     max_query_length: int = 64
-    max_answer_length: int = 30
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH
     max_train_examples: int | None = None   # task train examples used by every stage (None: all)
     max_eval_examples: int | None = None    # eval examples scored for teacher and student (None: all)
     batch_size: int = 32

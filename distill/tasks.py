@@ -8,7 +8,7 @@ from typing import Callable
 
 from distill import data
 from mobile_app.runtime.errors import UserError
-from mobile_app.runtime.contract import TASK_HEADS, TASK_NAMES
+from mobile_app.runtime.contract import DEFAULT_MAX_ANSWER_LENGTH, TASK_HEADS, TASK_NAMES
 
 DATA_DIR_ENV = "TINYBERT_DATA_DIR"
 
@@ -26,7 +26,7 @@ class TaskSpec:
     read_splits: Callable[["TaskSpec", Path | None, dict[str, str]], dict[str, list[dict]]] = field(repr=False)
     doc_stride: int = 128
     max_query_length: int = 64
-    max_answer_length: int = 30
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH
 
     @property
     def is_qa(self) -> bool:

@@ -1,6 +1,6 @@
 """Raw task examples -> the int32 inputs a bucket takes, through the ON-DEVICE tokenizer and QA windowing.
 
-Static-int8 calibration feeds models from here and verification from mobile_app.runtime.prediction; both use
+Static-int8 calibration feeds models from here; like verification (mobile_app.runtime.task_runner) it uses
 the app's own code, so the ids are the ids the phone computes (mobile_app.runtime.tokenizer / classify / qa),
 padded the way the phone pads.
 """
@@ -11,7 +11,7 @@ import random
 import numpy as np
 
 from mobile_app.runtime.errors import UserError
-from mobile_app.runtime.prediction import input_fields as encoded_fields  # noqa: F401 (one implementation, the runtime's)
+from mobile_app.runtime.task_runner import input_fields as encoded_fields
 
 CALIBRATION_SEED = 0
 

@@ -13,7 +13,8 @@ import torch
 
 from export.tflite import export_tflite
 from export.wrapper import ExportableBert, load_student
-from mobile_app.runtime.backends import BackendUnavailableError, TFLiteBackend, open_backend, pick_artifact
+from mobile_app.runtime.backend_factory import open_backend, pick_artifact
+from mobile_app.runtime.backends import BackendUnavailableError, TFLiteBackend
 from mobile_app.runtime.bundle import BundleError, artifacts, load_manifest
 from mobile_app.runtime.classify import Prediction, classify, encode_text, from_probabilities, softmax
 from mobile_app.runtime.qa import NO_ANSWER, bundle_windows

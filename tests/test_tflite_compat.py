@@ -36,7 +36,6 @@ _CLASSIFY = r"""
 import json, sys
 from mobile_app.runtime import load_task
 from mobile_app.runtime.bundle import BundleError
-from mobile_app.runtime.classify import encode_text
 bundle, sentences = sys.argv[1], json.loads(sys.argv[2])
 out = {}
 for entry in json.load(open(bundle + "/bundle.json"))["artifacts"]:
@@ -45,11 +44,7 @@ for entry in json.load(open(bundle + "/bundle.json"))["artifacts"]:
     except BundleError as error:
         out[entry["precision"]] = "refused: " + str(error)
         continue
-    rows = []
-    for text in sentences:
-        enc = encode_text(runner.tokenizer, text, runner._max_length())
-        rows.append(runner.backend.run(enc.input_ids, enc.attention_mask, enc.token_type_ids)["logits"].tolist())
-    out[entry["precision"]] = rows
+    out[entry["precision"]] = [runner.run_example({"text": text}).outputs[0]["logits"].tolist() for text in sentences]
 print(json.dumps(out))
 """
 
@@ -63,18 +58,14 @@ def _classify_in(python: Path, bundle: Path) -> dict:
 
 def _torch_logits(student_dir: Path, bundle: Path) -> np.ndarray:
     """PyTorch logits of SENTENCES, tokenized by the bundle's own tokenizer and padded as the backend pads."""
-    from export.verify.runners import TorchRunner
+    from export.verify.torch_reference import TorchRunner
     from export.wrapper import ExportableBert, load_student
-    from mobile_app.runtime import load_task
-    from mobile_app.runtime.classify import encode_text
+    from mobile_app.runtime import TaskRunner, load_task
 
     runner = load_task(bundle, precision="fp32")
-    reference = TorchRunner(ExportableBert(load_student(student_dir)), runner.backend.buckets, runner.tokenizer.pad_id)
-    rows = []
-    for text in SENTENCES:
-        enc = encode_text(runner.tokenizer, text, runner._max_length())
-        rows.append(np.asarray(reference.run(enc.input_ids, enc.attention_mask, enc.token_type_ids)["logits"]).reshape(-1))
-    return np.stack(rows)
+    reference = TaskRunner(bundle, runner.manifest, runner.tokenizer,
+                           TorchRunner(ExportableBert(load_student(student_dir)), runner.backend.buckets, runner.tokenizer.pad_id))
+    return np.stack([np.asarray(reference.run_example({"text": text}).outputs[0]["logits"]).reshape(-1) for text in SENTENCES])
 
 
 @pytest.fixture(scope="module")

@@ -96,8 +96,7 @@ def test_threshold_table_overrides_and_flags():
 def test_probabilities_are_compared_with_the_students_softmax():
     logits = np.array([[2.0, -1.0]])
     probs = np.exp(logits) / np.exp(logits).sum()
-    pairs = compared_outputs("classification", {"logits": logits}, {"probabilities": {"negative": probs[0, 0], "positive": probs[0, 1]}},
-                             5, labels=("negative", "positive"))
+    pairs = compared_outputs("classification", {"logits": logits}, {"probabilities": probs[0]}, 5)
     reference, artifact = pairs["probabilities"]
     np.testing.assert_allclose(reference, artifact)
     qa = compared_outputs("qa", {"start_logits": np.arange(8.0)[None], "end_logits": np.zeros((1, 8))},
@@ -106,7 +105,6 @@ def test_probabilities_are_compared_with_the_students_softmax():
 
 
 def test_qa_bundle_verifies_answer_spans_on_squad(tiny_qa_tflite_bundle, data_dir, tmp_path):
-    pytest.importorskip("mobile_app.runtime.qa", reason="mobile_app/runtime/qa.py (QA windows and best_span) has not landed yet")
     from export.verify.verify import verify_bundle
 
     bundle = shutil.copytree(tiny_qa_tflite_bundle, tmp_path / "qa")
@@ -148,11 +146,11 @@ def test_checks_run_one_per_lane_at_most_slowest_first_and_rows_keep_the_job_ord
 
 
 def test_one_check_per_core_each_with_the_cores_left(monkeypatch):
-    from export.verify import check
+    from export.verify import verify
 
-    monkeypatch.setattr(check, "_cores", lambda: 2)
-    assert check._lanes(8) == (2, 1) and check._lanes(1) == (1, 2)
-    monkeypatch.setattr(check, "_cores", lambda: 16)
-    assert check._lanes(3) == (3, 5) and check._lanes(40) == (check.MAX_LANES, 16 // check.MAX_LANES)
+    monkeypatch.setattr(verify, "_cores", lambda: 2)
+    assert verify._lanes(8) == (2, 1) and verify._lanes(1) == (1, 2)
+    monkeypatch.setattr(verify, "_cores", lambda: 16)
+    assert verify._lanes(3) == (3, 5) and verify._lanes(40) == (verify.MAX_LANES, 16 // verify.MAX_LANES)
     monkeypatch.undo()
-    assert 1 <= check._cores() <= (os.cpu_count() or 1)
+    assert 1 <= verify._cores() <= (os.cpu_count() or 1)

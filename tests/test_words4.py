@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from mobile_app.runtime.errors import UserError
 from distill.word_grid import from_codes, grid_codes, grid_error, on_grid, pack, snap, unpack
-from mobile_app.runtime.backends import pick_artifact
+from mobile_app.runtime.backend_factory import pick_artifact
 from mobile_app.runtime.bundle import load_manifest
 from mobile_app.runtime.contract import TFLITE_NEEDS_FIELD
 from tests.conftest import TINY_BUCKETS

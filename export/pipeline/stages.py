@@ -1,7 +1,7 @@
 """The bodies of the pipeline's stages: thin calls into the modules that own each step.
 
 distill.stages.run_task, export.tflite.export_tflite, export.coreml.export_coreml, export.verify.verify_bundle,
-and export.verify.runners for the on-device latency. `StageFunctions` bundles them so a test can count the calls.
+and the runtime's backend factory for the on-device latency. `StageFunctions` bundles them so a test can count the calls.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def measure_latency(task: str, bundle_dir: Path, cfg: PipelineConfig) -> dict[st
 
     import numpy as np
 
-    from export.verify.runners import artifact_runner
+    from mobile_app.runtime.backend_factory import open_entry
 
     manifest = read_manifest(bundle_dir)
     bucket = max(manifest["buckets"])
@@ -66,7 +66,7 @@ def measure_latency(task: str, bundle_dir: Path, cfg: PipelineConfig) -> dict[st
     for entry in manifest["artifacts"]:
         if entry["format"] == "coreml" and platform.system() != "Darwin":
             continue
-        runner = artifact_runner(bundle_dir, entry)
+        runner = open_entry(bundle_dir, manifest, entry)
         runner.run(ids, mask, types)  # warm-up
         times = []
         for _ in range(cfg.latency_runs):

@@ -88,20 +88,19 @@ def parse_threshold_flag(text: str) -> tuple[str, str, float | None]:
         raise UserError(f"bad --threshold {text!r}: {value!r} is not a number (or 'none')") from None
 
 
-def _vector(value, labels=()) -> np.ndarray:
-    if isinstance(value, dict):  # {label: probability}
-        value = [value[label] for label in labels]
+def _vector(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64).reshape(-1)
 
 
-def compared_outputs(head: str, reference: dict, candidate: dict, n_tokens: int, labels=()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{quantity: (reference values, artifact values)} that parity compares for one model input."""
+def compared_outputs(head: str, reference: dict, candidate: dict, n_tokens: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{quantity: (reference values, artifact values)} that parity compares for one model input (every backend gives a
+    classifier's logits or probabilities as one row in label order)."""
     if head == "qa":
         return {name: (_vector(reference[name])[:n_tokens], _vector(candidate[name])[:n_tokens]) for name in ("start_logits", "end_logits")}
     if "logits" in candidate:
         return {"logits": (_vector(reference["logits"]), _vector(candidate["logits"]))}
     if "probabilities" in candidate:
-        return {"probabilities": (softmax(_vector(reference["logits"])), _vector(candidate["probabilities"], labels))}
+        return {"probabilities": (softmax(_vector(reference["logits"])), _vector(candidate["probabilities"]))}
     raise UserError(f"the artifact returns {sorted(candidate)}, neither logits nor probabilities; re-export it")
 
 

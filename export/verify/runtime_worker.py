@@ -2,8 +2,8 @@
 
 export/verify/matrix.py starts it with each runtime's Python (export/verify/runtimes.py), so it imports only
 numpy, the standard library, mobile_app.runtime and the interpreter: it runs in environments with numpy 1.x
-and no torch. It encodes each raw example, pads and runs it and post-processes the outputs with the app's
-own code (mobile_app.runtime.prediction, TFLiteBackend), and times each example as the app would.
+and no torch. It opens the artifact as the app does (`load_task`) and runs each raw example through the app's own
+`TaskRunner.run_example` (tokenize, pad, run, post-process), timed as the app's user waits for it.
 
   python -m export.verify.runtime_worker --identify         -> {"module", "version", "numpy", "python"}
   python -m export.verify.runtime_worker REQUEST RESULT     (JSON files)
@@ -16,16 +16,15 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import time
 
 
 def identity() -> dict:
     """The interpreter backends.py picks here, its package version, numpy's and Python's."""
     import numpy
 
-    from mobile_app.runtime.backends import _interpreter_class
+    from mobile_app.runtime.backends import find_interpreter
 
-    module = _interpreter_class().__module__.split(".")[0]
+    module = find_interpreter()[0].__module__.split(".")[0]
     package = __import__(module)
     version = getattr(package, "__version__", None)
     if version is None:
@@ -40,48 +39,28 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(lines)[:400]}" if lines else type(error).__name__
 
 
-def _open(bundle_dir: str, manifest: dict, file: str, tokenizer, num_threads: int):
-    """The artifact's backend, every bucket's signature prepared by one short input (where old interpreters fail)."""
-    from mobile_app.runtime.backends import TFLiteBackend
-
-    entry = next((a for a in manifest.get("artifacts", []) if a.get("file") == file), None)
-    if entry is None:
-        raise ValueError(f"{file} is not an artifact of {bundle_dir}")
-    backend = TFLiteBackend(f"{bundle_dir}/{file}", entry, num_threads=num_threads, pad_id=tokenizer.pad_id)
-    for bucket in backend.buckets:
-        backend.run([tokenizer.cls_id] + [tokenizer.sep_id] * (bucket - 1), [1] * bucket, [0] * bucket)
-    return backend
-
-
 def run(request: dict) -> dict:
     import numpy as np
 
-    from mobile_app.runtime.bundle import load_manifest
-    from mobile_app.runtime.prediction import example_inputs, example_prediction, input_fields
-    from mobile_app.runtime.tokenizer import WordPieceTokenizer
+    from mobile_app.runtime.task_runner import load_task, prediction_key
 
     result = {"interpreter": identity(), "loaded": False, "error": None, "failed_at": None, "examples": []}
-    manifest = load_manifest(request["bundle_dir"])
-    tokenizer = WordPieceTokenizer.from_manifest(request["bundle_dir"], manifest)
     try:
-        backend = _open(request["bundle_dir"], manifest, request["file"], tokenizer, int(request.get("num_threads", 2)))
+        runner = load_task(request["bundle_dir"], file=request["file"], num_threads=int(request.get("num_threads", 2)))
+        runner.warm_up()
     except Exception as error:  # any interpreter failure is the row's reason, not the worker's end
         result["error"] = _reason(error)
         return result
     result["loaded"] = True
     for index, example in enumerate(request["examples"]):
         try:
-            started = time.perf_counter()
-            windows = example_inputs(tokenizer, manifest, example)
-            outputs = [backend.run(*input_fields(window)) for window in windows]
-            prediction = example_prediction(manifest, example, windows, outputs)
-            latency_ms = (time.perf_counter() - started) * 1000.0
+            run = runner.run_example(example)
         except Exception as error:
             result["error"], result["failed_at"] = _reason(error), index
             break
-        result["examples"].append({"ids": [list(map(int, w.input_ids)) for w in windows],
-                                   "outputs": [{k: np.asarray(v, dtype=np.float64).tolist() for k, v in o.items()} for o in outputs],
-                                   "prediction": prediction, "latency_ms": latency_ms})
+        result["examples"].append({"ids": [list(map(int, w.input_ids)) for w in run.inputs],
+                                   "outputs": [{k: np.asarray(v, dtype=np.float64).tolist() for k, v in o.items()} for o in run.outputs],
+                                   "prediction": prediction_key(run.result), "latency_ms": run.latency_ms})
     return result
 
 

@@ -1,8 +1,9 @@
 """`python -m export verify`: every artifact of a bundle against the PyTorch student on the task's real eval split.
 
-Raw text goes through the on-device code (mobile_app.runtime.prediction: tokenizer, QA windows, padding, span
-search). Each TFLite artifact runs on each selected runtime (export/verify/matrix.py: one interpreter release per
-environment, from export/verify/runtimes.py), Core ML artifacts through their runner here (export/verify/runners.py);
+Every example, for the PyTorch reference and for every artifact, goes through the app's own path from text to
+answer, `TaskRunner.run_example` (tokenizer, QA windows, padding, span search). Each TFLite artifact runs on each
+selected runtime (export/verify/matrix.py: one interpreter release per environment, from export/verify/runtimes.py),
+Core ML artifacts in this process as the runtime's backend factory opens them (the MIL evaluator off macOS);
 the comparison is export/verify/parity.py's, with the same thresholds on every runtime. The result lands in the
 bundle as parity.json / parity.md / parity_diffs.png and, per artifact entry of bundle.json, `verified_on`.
 parity.json layout:
@@ -34,13 +35,14 @@ from distill.tasks import get_task
 from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, MATRIX_CHOICES, NOT_INSTALLED, check_runtime_result, latency_summary,
                                   interpreter_label, run_worker, runtime_mismatch, select_runtimes, unchecked_row)
 from export.verify.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
-from export.verify.runners import TorchRunner, artifact_kind, artifact_label, artifact_runner, runner_runtime
+from export.verify.torch_reference import TorchRunner
 from export.verify.runtimes import is_installed
 from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
 from mobile_app.runtime.contract import VERIFIED_ON
-from mobile_app.runtime.prediction import example_inputs, example_prediction, input_fields
+from mobile_app.runtime.backend_factory import open_entry, register_off_device
+from mobile_app.runtime.task_runner import TaskRunner, input_fields, prediction_key
 
 PARITY_JSON, PARITY_MD, PARITY_PNG = "parity.json", "parity.md", "parity_diffs.png"
 SNIPPET_CHARS = 80
@@ -59,24 +61,40 @@ def _metric(spec, examples: list[dict], predictions: list) -> float:
     return accuracy(predictions, [ex["label"] for ex in examples])
 
 
-def _merged_pairs(head: str, reference: list[dict], candidate: list[dict], windows: list, labels) -> dict:
+def _merged_pairs(head: str, reference: list[dict], candidate: list[dict], windows: list) -> dict:
     """Compared arrays of all windows of one example, concatenated per quantity."""
     import numpy as np
 
     merged: dict[str, tuple[list, list]] = {}
     for ref, got, window in zip(reference, candidate, windows):
-        for name, (a, b) in compared_outputs(head, ref, got, len(input_fields(window)[0]), labels).items():
+        for name, (a, b) in compared_outputs(head, ref, got, len(window.input_ids)).items():
             merged.setdefault(name, ([], []))
             merged[name][0].append(a)
             merged[name][1].append(b)
     return {name: (np.concatenate(a), np.concatenate(b)) for name, (a, b) in merged.items()}
 
 
-def _run_all(runner, feeds: list[tuple], label: str, progress: bool) -> list[dict]:
-    """Outputs of every model input in order; batched when the runner offers `run_batch` (the Core ML evaluator)."""
-    if hasattr(runner, "run_batch"):
-        return runner.run_batch(feeds)
-    return [runner.run(*feed) for feed in tqdm(feeds, desc=label, unit="input", disable=not progress, leave=False)]
+def _coreml_evaluator(path, entry: dict, buckets=None, pad_id: int = 0):
+    """Core ML off macOS: coremltools' MIL evaluator of the saved program (imported only when a Core ML file is opened)."""
+    from export.verify.coreml_eval import CoreMLEvaluatorBackend
+
+    return CoreMLEvaluatorBackend(path, entry, buckets, pad_id=pad_id)
+
+
+register_off_device("coreml", _coreml_evaluator)
+
+
+def artifact_kind(entry: dict) -> str:
+    """`format/precision`, the key of the parity threshold table."""
+    return f"{entry.get('format')}/{entry.get('precision')}"
+
+
+def _inprocess_label(backend) -> str:
+    """How the matrix names the runtime of an in-process Core ML check: Core ML itself, or coremltools' evaluator."""
+    from importlib.metadata import version
+
+    name = "core-ml" if backend.name == "coreml" else "coremltools-evaluator"
+    return f"{name}-{version('coremltools')}"
 
 
 def _per_example(windows: list[list], flat: list[dict]) -> list[list[dict]]:
@@ -91,18 +109,23 @@ def _per_example(windows: list[list], flat: list[dict]) -> list[list[dict]]:
 class _Evaluation:
     """The eval examples, their on-device encodings and the PyTorch reference: what every artifact row is tallied against."""
 
-    def __init__(self, spec, manifest: dict, examples: list[dict], windows: list[list], reference_outputs: list, table: dict):
-        self.spec, self.manifest, self.examples, self.windows, self.table = spec, manifest, examples, windows, table
-        self.reference_outputs = reference_outputs
-        self.reference_predictions = [example_prediction(manifest, ex, w, out) for ex, w, out in zip(examples, windows, reference_outputs)]
+    def __init__(self, spec, reference: TaskRunner, examples: list[dict], runs: list, table: dict):
+        self.spec, self.reference, self.manifest, self.examples, self.table = spec, reference, reference.manifest, examples, table
+        self.windows = [run.inputs for run in runs]
+        self.reference_outputs = [run.outputs for run in runs]
+        self.reference_predictions = [prediction_key(run.result) for run in runs]
         self.reference_metric = _metric(spec, examples, self.reference_predictions)
+
+    def prediction(self, index: int, outputs: list[dict]):
+        """The app's answer to example `index` from an artifact's outputs of its windows, as parity compares it."""
+        return prediction_key(self.reference.predict(self.examples[index], self.windows[index], outputs))
 
     def tally(self, entry: dict, outputs: list[list[dict]], predictions: list, runtime: str | None) -> tuple[ArtifactParity, dict]:
         kind = artifact_kind(entry)
-        tally = ArtifactParity(artifact_label(entry), kind, self.table.get(kind, FALLBACK_THRESHOLD), runtime=runtime)
+        tally = ArtifactParity(entry["file"], kind, self.table.get(kind, FALLBACK_THRESHOLD), runtime=runtime)
         for index, (example, example_windows) in enumerate(zip(self.examples, self.windows)):
             described = {"index": index, "id": example.get("id", index), "text": _snippet(example.get("question") or example.get("text", ""))}
-            tally.add(described, _merged_pairs(self.spec.head, self.reference_outputs[index], outputs[index], example_windows, self.manifest["labels"]),
+            tally.add(described, _merged_pairs(self.spec.head, self.reference_outputs[index], outputs[index], example_windows),
                       self.reference_predictions[index], predictions[index])
         tally.metric = _metric(self.spec, self.examples, tally.predictions)
         return tally, tally.summary(self.reference_metric, self.spec.metric)
@@ -121,8 +144,7 @@ def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime
         return unchecked_row(entry, runtime, DOES_NOT_LOAD, result["error"], found), None
     if result["failed_at"] is not None:
         return unchecked_row(entry, runtime, FAILS, f"example #{result['failed_at']}: {result['error']}", found), None
-    manifest, examples, windows = evaluation.manifest, evaluation.examples, evaluation.windows
-    problems, predictions = check_runtime_result(result, windows, lambda i, outs: example_prediction(manifest, examples[i], windows[i], outs))
+    problems, predictions = check_runtime_result(result, evaluation.windows, evaluation.prediction)
     tally, row = evaluation.tally(entry, [got["outputs"] for got in result["examples"]], predictions, runtime.name)
     row["failures"] += [f"{tally.label}: {problem}" for problem in problems]
     row.update(runtime=runtime.name, runtime_label=runtime.label, status=CHECKED, reason=None, interpreter=interpreter_label(found),
@@ -130,13 +152,21 @@ def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime
     return row, tally.diffs
 
 
-def _inprocess_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, feeds: list, progress: bool) -> tuple[dict, list]:
-    """A Core ML artifact through its runner in this process (the MIL evaluator on Linux, Core ML on macOS)."""
-    runner = artifact_runner(bundle_dir, entry)
-    outputs = _per_example(evaluation.windows, _run_all(runner, feeds, entry["file"], progress))
-    predictions = [example_prediction(evaluation.manifest, ex, w, out) for ex, w, out in zip(evaluation.examples, evaluation.windows, outputs)]
+def _inprocess_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, progress: bool) -> tuple[dict, list]:
+    """A Core ML artifact in this process, opened by the runtime's backend factory (Core ML on macOS, the MIL evaluator
+    elsewhere). A backend that batches (the evaluator) runs the windows the app's runner encoded all at once."""
+    reference = evaluation.reference
+    backend = open_entry(bundle_dir, evaluation.manifest, entry, pad_id=reference.tokenizer.pad_id)
+    if hasattr(backend, "run_batch"):
+        flat = backend.run_batch([input_fields(w) for windows in evaluation.windows for w in windows], progress=progress)
+        outputs = _per_example(evaluation.windows, flat)
+    else:
+        runner = TaskRunner(bundle_dir, evaluation.manifest, reference.tokenizer, backend, entry["format"])
+        outputs = [runner.run_example(example).outputs for example in tqdm(evaluation.examples, desc=entry["file"], unit="ex",
+                                                                          disable=not progress, leave=False)]
+    predictions = [evaluation.prediction(index, out) for index, out in enumerate(outputs)]
     tally, row = evaluation.tally(entry, outputs, predictions, None)
-    label = runner_runtime(runner)
+    label = _inprocess_label(backend)
     row.update(runtime=label, runtime_label=label, status=CHECKED, reason=None, interpreter=label, latency_ms=None)
     return row, tally.diffs
 
@@ -214,11 +244,10 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     examples = spec.load(data_dir)["eval"][:max_examples]
     check_labels(model.model, student_dir, manifest, bundle_dir)
     check_tokenizer(student_dir, tokenizer, spec, examples, bundle_dir)
-    reference = TorchRunner(model, manifest["buckets"], tokenizer.pad_id)
+    reference = TaskRunner(bundle_dir, manifest, tokenizer, TorchRunner(model, manifest["buckets"], tokenizer.pad_id), "pytorch")
     started = time.perf_counter()
-    windows = [example_inputs(tokenizer, manifest, ex) for ex in tqdm(examples, desc=f"encode {spec.name}", unit="ex", disable=not progress)]
-    feeds = [input_fields(w) for example_windows in windows for w in example_windows]
-    evaluation = _Evaluation(spec, manifest, examples, windows, _per_example(windows, _run_all(reference, feeds, "pytorch student", progress)), table)
+    runs = [reference.run_example(ex) for ex in tqdm(examples, desc=f"pytorch student {spec.name}", unit="ex", disable=not progress)]
+    evaluation = _Evaluation(spec, reference, examples, runs, table)
     shipped_entry = default_artifact(artifacts(manifest, "tflite")) if matrix == "shipped" else None
     shipped = shipped_entry["file"] if shipped_entry else None
 
@@ -238,7 +267,7 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
             row, diff = _runtime_row(evaluation, bundle_dir, entry, runtime, threads)
         else:
             with in_process:
-                row, diff = _inprocess_row(evaluation, bundle_dir, entry, feeds, progress and lanes == 1)
+                row, diff = _inprocess_row(evaluation, bundle_dir, entry, progress and lanes == 1)
         row.update(file=entry["file"], format=entry["format"], precision=entry.get("precision"), size_bytes=entry.get("size_bytes"),
                    kind=artifact_kind(entry))
         return row, diff

@@ -5,10 +5,13 @@ smallest bucket the artifact was exported for, runs it, and trims per-token outp
 back to the input length. numpy + standard library at import time; the interpreter is imported when a
 backend is opened.
 
+Every backend returns the same shapes: a classifier `logits` (or, for a Core ML classifier, `probabilities`) as
+one float32 row in label order, a QA model `start_logits` and `end_logits` per input token. Which backend opens
+which artifact is decided in one place, mobile_app/runtime/backend_factory.py.
+
 TFLite (Linux, macOS, Windows): `TFLiteBackend` over ai_edge_litert's interpreter (else tflite_runtime,
-else tensorflow.lite), one signature runner per bucket. On Android (python-for-android sets ANDROID_ARGUMENT)
-`open_backend` picks `LiteRTAndroidBackend` (mobile_app/runtime/litert_android.py: the LiteRT Android library's
-Interpreter through pyjnius), unless the APK carries p4a's tflite-runtime. Before loading a file every TFLite backend compares what the export
+else tensorflow.lite), one signature runner per bucket; on Android, `LiteRTAndroidBackend`
+(mobile_app/runtime/litert_android.py). Before loading a file every TFLite backend compares what the export
 recorded the file needs (mobile_app/runtime/runtime_versions.py) with its interpreter's TFLite version and
 refuses a file it cannot run in one line, instead of failing deep in the interpreter or answering garbage.
 
@@ -25,16 +28,14 @@ bundle (bundle.json + vocab.txt + the .mlpackage):
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 import platform
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from mobile_app.runtime.bundle import BundleError, artifacts, default_artifact
-from mobile_app.runtime.contract import (COREML_PROBABILITIES_OUTPUT, INPUT_NAMES, PER_TOKEN_OUTPUTS,
+from mobile_app.runtime.bundle import BundleError
+from mobile_app.runtime.contract import (COREML_LABEL_OUTPUT, COREML_PROBABILITIES_OUTPUT, INPUT_NAMES, PER_TOKEN_OUTPUTS,
                                          PROBABILITIES_OUTPUT)
 from mobile_app.runtime.runtime_versions import litert_tflite_version, missing_runtime
 
@@ -110,9 +111,9 @@ class Backend:
         return f"{type(self).__name__}({self.path.name}, precision={self.precision!r}, buckets={self.buckets})"
 
 
-def _interpreter():
-    """(Interpreter class, its package and version, the TFLite runtime version inside): ai_edge_litert, else
-    tflite_runtime, else tensorflow.lite."""
+def find_interpreter():
+    """(Interpreter class, its package and version, the TFLite runtime version inside) of the desktop TFLite this
+    Python has: ai_edge_litert, else tflite_runtime, else tensorflow.lite."""
     try:
         import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter
@@ -130,11 +131,6 @@ def _interpreter():
         return tf.lite.Interpreter, f"tensorflow {tf.__version__}", tf.__version__
     except ImportError:
         raise BackendUnavailableError("no TFLite interpreter found; install ai-edge-litert (or tflite-runtime on the device)") from None
-
-
-def _interpreter_class():
-    """The Interpreter class `_interpreter` picks (verify's runtime worker names the package from it)."""
-    return _interpreter()[0]
 
 
 def check_runtime(path: Path, entry: dict, interpreter: str, tflite_version: str) -> None:
@@ -171,7 +167,7 @@ class TFLiteBackend(SignatureBackend):
 
     def __init__(self, path: str | Path, entry: dict, num_threads: int = 2, pad_id: int = 0):
         super().__init__(path, entry, pad_id)
-        Interpreter, self.interpreter_name, self.tflite_version = _interpreter()
+        Interpreter, self.interpreter_name, self.tflite_version = find_interpreter()
         check_runtime(self.path, self.entry, self.interpreter_name, self.tflite_version)
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
@@ -208,44 +204,7 @@ class CoreMLBackend(Backend):
         if COREML_PROBABILITIES_OUTPUT in result:  # a Core ML classifier: probabilities by label, not logits
             probs = result[COREML_PROBABILITIES_OUTPUT]
             labels = self.labels or list(probs)
-            return {PROBABILITIES_OUTPUT: np.array([probs[label] for label in labels], dtype=np.float32)}
+            return {PROBABILITIES_OUTPUT: np.array([probs[label] for label in labels], dtype=np.float32),
+                    COREML_LABEL_OUTPUT: np.asarray(result[COREML_LABEL_OUTPUT], dtype=object)}
         return {name: np.asarray(value, dtype=np.float32).reshape(1, -1) if name in PER_TOKEN_OUTPUTS else np.asarray(value)
                 for name, value in result.items()}
-
-
-BACKENDS = {"tflite": TFLiteBackend, "coreml": CoreMLBackend}
-
-
-def pick_artifact(manifest: dict, fmt: str = "tflite", precision: str | None = None) -> dict:
-    """The manifest entry to run: the requested precision, else the first of DEFAULT_PRECISIONS present, else the first."""
-    if fmt not in BACKENDS:
-        raise BundleError(f"unknown model format {fmt!r}; choose one of: {', '.join(BACKENDS)}")
-    entries = artifacts(manifest, fmt)
-    if not entries:
-        raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact; export one with `python -m export {fmt}`")
-    if precision is None:
-        return default_artifact(entries)
-    for entry in entries:
-        if entry.get("precision") == precision:
-            return entry
-    have = ", ".join(str(e.get("precision")) for e in entries)
-    raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact at precision {precision!r}; it has: {have}")
-
-
-def open_backend(bundle_dir: str | Path, manifest: dict, fmt: str = "tflite", precision: str | None = None,
-                 pad_id: int = 0) -> Backend:
-    """The backend of the bundle artifact chosen by `pick_artifact`."""
-    entry = pick_artifact(manifest, fmt, precision)
-    path = Path(bundle_dir) / entry["file"]
-    if fmt == "coreml":
-        return CoreMLBackend(path, entry, entry.get("buckets") or manifest.get("buckets"), pad_id=pad_id)
-    if on_android() and importlib.util.find_spec("tflite_runtime") is None:  # an APK without p4a's tflite-runtime recipe
-        from mobile_app.runtime.litert_android import LiteRTAndroidBackend
-
-        return LiteRTAndroidBackend(path, entry, pad_id=pad_id)
-    return TFLiteBackend(path, entry, pad_id=pad_id)
-
-
-def on_android() -> bool:
-    """python-for-android sets ANDROID_ARGUMENT in every app it starts."""
-    return "ANDROID_ARGUMENT" in os.environ

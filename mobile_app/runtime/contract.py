@@ -24,6 +24,10 @@ COREML_LABEL_OUTPUT = "label"
 COREML_PROBABILITIES_OUTPUT = "label_probs"
 PROBABILITIES_OUTPUT = "probabilities"
 
+# QA answers span at most this many tokens unless the bundle's tokenizer settings say otherwise
+# (manifest["tokenizer"]["max_answer_length"], written from the task's definition).
+DEFAULT_MAX_ANSWER_LENGTH = 30
+
 # Added to the attention scores of padded positions: finite and far below any real score
 # (float32's minimum would overflow to -inf in fp16 and give NaN).
 MASK_VALUE = -1e4

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mobile_app.runtime.contract import DEFAULT_MAX_ANSWER_LENGTH
+
 
 @dataclass
 class QAWindow:
@@ -120,7 +122,7 @@ def _top(logits: np.ndarray, n: int) -> np.ndarray:
 
 
 def best_span(windows: list[QAWindow], start_logits, end_logits, context: str, n_best: int = 20,
-              max_answer_length: int = 30, align_to_words: bool = True) -> Answer:
+              max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH, align_to_words: bool = True) -> Answer:
     """The highest-scoring valid span over all windows; NO_ANSWER ("" with score -inf) when there is none.
 
     Per window, the n_best top start and end positions are paired; a pair counts when both are context
