@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from distill.cli_args import add_data_argument, add_distill_arguments, add_setting_argument
-from distill.console import library_note, route_library_output
 from mobile_app.runtime.errors import UserError
 from distill.tasks import TASKS
 from distill.teacher_spec import teachers_for
@@ -19,12 +18,6 @@ COMMANDS = {"run": "every stage: teacher, general distillation (with --init gene
 
 
 LOG_NAME = "distill.log"
-
-
-def _say_library_note() -> None:
-    note = library_note()
-    if note:
-        print(f"library warnings: {note}")
 
 
 def add_distill_commands(subparsers) -> None:
@@ -40,62 +33,43 @@ def add_distill_commands(subparsers) -> None:
         sub.add_argument("--stop-after-epochs", type=int, default=None, help="stop after N epochs in this invocation (resume later)")
         if name == "general":
             sub.add_argument("--corpus", nargs="+", default=None, help="text files, one text per line (default: the task's training texts)")
-        sub.set_defaults(func=run_command, stage=name)
+        sub.set_defaults(func=run_stage, check=check_args, log_file=lambda args: Path(args.out) / LOG_NAME, stage=name)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m distill", description="Distil a BERT teacher into a TinyBERT student.")
-    add_distill_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return parser
-
-
-def check_args(args: argparse.Namespace) -> dict:
-    """Everything the flags alone can tell is wrong, before the heavy imports; returns the typed --set overrides."""
+def check_args(args: argparse.Namespace) -> None:
+    """Everything the flags alone can tell is wrong, before the heavy imports; types the --set overrides in place."""
     from distill.run_folder import check_writable
     from distill.settings import parse_settings, settings_for
     from distill.tasks import get_task
 
-    overrides = parse_settings(args.overrides)
+    args.teacher_source = teachers_for((args.task,), args.teacher, args.teachers).get(args.task)
+    args.overrides = parse_settings(args.overrides)
     for flag in ("max_train_examples", "max_eval_examples", "stop_after_epochs"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}; leave it out for no limit")
     flagged = {k: getattr(args, k) for k in ("max_train_examples", "max_eval_examples") if getattr(args, k) is not None}
-    settings_for(get_task(args.task), args.preset, {**overrides, **flagged})
+    settings_for(get_task(args.task), args.preset, {**args.overrides, **flagged})
     check_writable(args.out)
-    return overrides
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """Run the chosen stage; prints the folder it wrote. Exit 2 on bad input, 3 when stopped early."""
+def run_stage(args: argparse.Namespace) -> int:
+    """Run the chosen stage; prints the folder it wrote. Exit 3 when stopped early (`--stop-after-epochs`)."""
+    from distill import stages
+    from distill.trainer import Interrupted
+
+    kwargs = dict(task=args.task, data_dir=args.data_dir, out_dir=args.out, preset=args.preset, teacher=args.teacher_source,
+                  student=args.student, seed=args.seed, max_train_examples=args.max_train_examples,
+                  max_eval_examples=args.max_eval_examples, overrides=args.overrides, init=args.init,
+                  resume=args.resume, stop_after_epochs=args.stop_after_epochs)
+    stage = {"run": stages.run_task, "teacher": stages.run_teacher, "general": stages.run_general, "task": stages.run_student}[args.stage]
+    if args.stage == "general":
+        kwargs["corpus"] = args.corpus
     try:
-        teacher = teachers_for((args.task,), args.teacher, args.teachers).get(args.task)  # before the heavy imports
-        args.overrides = check_args(args)
-        route_library_output(Path(args.out) / LOG_NAME)
-        from distill import stages
-        from distill.trainer import Interrupted
-
-        kwargs = dict(task=args.task, data_dir=args.data_dir, out_dir=args.out, preset=args.preset, teacher=teacher,
-                      student=args.student, seed=args.seed, max_train_examples=args.max_train_examples,
-                      max_eval_examples=args.max_eval_examples, overrides=args.overrides, init=args.init,
-                      resume=args.resume, stop_after_epochs=args.stop_after_epochs)
-        stage = {"run": stages.run_task, "teacher": stages.run_teacher, "general": stages.run_general, "task": stages.run_student}[args.stage]
-        if args.stage == "general":
-            kwargs["corpus"] = args.corpus
         path = stage(**kwargs)
-        if int(os.environ.get("RANK", "0")) == 0:
-            _say_library_note()
-            print(path)
-        return 0
-    except UserError as error:
-        library_note(save=False)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except Interrupted as stop:
-        _say_library_note()
         print(f"stopped: {stop}", file=sys.stderr)
         return 3
-
-
-def main(argv=None) -> int:
-    return run_command(build_parser().parse_args(argv))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(path)
+    return 0

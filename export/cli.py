@@ -1,24 +1,29 @@
-"""`python -m export {tflite,coreml} ...`: the converters' commands (export/__main__.py adds verify and pipeline).
+"""`tinybert-mobile export tflite|coreml ...` (`python -m export tflite ...`): the converters' commands.
 
-Each subcommand registers itself with an `add_<name>_parser(subparsers)` that sets `func(args) -> exit code`;
-the parsers import nothing heavy, so a bad flag fails at once. The floors above (export.verify, export.pipeline)
-register their own commands; this module never imports them. Bad input prints `error: <one line>`, exit 2.
+Each registers itself with `func(args) -> exit code`, `check(args)` (flags only, before torch is imported) and
+`log_file(args)` (BUNDLE.log beside the bundle); export/commands.py runs them. The parsers import nothing heavy.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from distill.cli_args import add_data_argument
-from mobile_app.runtime.errors import UserError
 from export.quantize import TFLITE_PRECISIONS, parse_min_runtime
-from mobile_app.runtime.bundle import BundleError
 from mobile_app.runtime.contract import COREML_VARIANTS, TFLITE_NEEDS_FIELD
 
 
+def bundle_log(args: argparse.Namespace) -> Path:
+    """Where a bundle command's library warnings go: BUNDLE.log beside the bundle."""
+    bundle = Path(getattr(args, "bundle_dir", None) or args.out)
+    return bundle.parent / f"{bundle.name}.log"
+
+
+def check_tflite(args: argparse.Namespace) -> None:
+    parse_min_runtime(args.min_runtime)
+
+
 def run_tflite(args: argparse.Namespace) -> int:
-    parse_min_runtime(args.min_runtime)  # a bad value fails here, before torch is imported
     from export.tflite import export_tflite
 
     manifest = export_tflite(args.student_dir, args.out, precisions=args.precisions, task=args.task, data_dir=args.data_dir,
@@ -51,7 +56,7 @@ def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
                         help="oldest TFLite runtime the files must run on (default 2.8, python-for-android's tflite-runtime and the "
                              "oldest of the verify matrix; the files run on LiteRT too); 'litert' (LiteRT 2.3.0) allows per-channel "
                              "hybrid int8 and int8-static, which profiles before 2.15 cannot have (said in one line)")
-    parser.set_defaults(func=run_tflite)
+    parser.set_defaults(func=run_tflite, check=check_tflite, log_file=bundle_log)
     return parser
 
 
@@ -73,7 +78,7 @@ def add_coreml_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", default=["fp16"], choices=COREML_VARIANTS, help="precisions to build (default: fp16)")
     parser.add_argument("--range", dest="flexible", action="store_const", const="range", default="enumerated",
                         help="flexible length as a range up to the longest bucket (iOS 16) instead of enumerated buckets (iOS 18)")
-    parser.set_defaults(func=run_coreml)
+    parser.set_defaults(func=run_coreml, log_file=bundle_log)
     return parser
 
 
@@ -81,50 +86,3 @@ def add_export_commands(subparsers) -> None:
     """tflite and coreml: the converters."""
     add_tflite_parser(subparsers)
     add_coreml_parser(subparsers)
-
-
-def log_path(args: argparse.Namespace) -> Path | None:
-    """Where a command's library warnings go: BUNDLE.log beside the bundle (tflite, coreml, verify), the run folder's
-    export.log (pipeline); None for the commands that keep their own (distill: OUT/distill.log; the app: Kivy's log)."""
-    bundle = getattr(args, "bundle_dir", None)
-    if bundle is None and getattr(args, "student_dir", None) is not None:
-        bundle = args.out
-    if bundle is not None:
-        return Path(bundle).parent / f"{Path(bundle).name}.log"
-    if getattr(args, "command", None) == "pipeline":
-        return Path(args.out) / "export.log"
-    return None
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """A parsed command's handler; a mistake the user can fix is one `error:` line and exit code 2. Library warnings
-    go to the command's log file (distill/console.py), said in one line; a refused command writes none."""
-    from distill.console import library_note, route_library_output
-
-    message = None
-    try:
-        if log_path(args) is not None:
-            route_library_output(log_path(args))
-        code = args.func(args)
-    except (UserError, BundleError) as error:
-        code, message = 2, f"error: {error}"
-    note = library_note(save=code != 2)
-    if note:
-        print(f"library warnings: {note}")
-    if message:
-        print(message, file=sys.stderr)
-    return code
-
-
-def build_parser(extra=()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m export", description="Export a TinyBERT student to phone formats and prove parity.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_export_commands(subparsers)
-    for register in extra:
-        register(subparsers)
-    return parser
-
-
-def main(argv: list[str] | None = None, extra=()) -> int:
-    """`python -m export`: these commands plus `extra` registrations (verify, pipeline)."""
-    return run_command(build_parser(extra).parse_args(argv))

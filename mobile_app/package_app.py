@@ -24,14 +24,18 @@ from mobile_app.runtime.files import replace_dir
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CHOICE = "default"  # --precisions default: per task, the artifact the app opens when none is picked
 # Desktop-only helpers that the phone never runs.
-LEFT_OUT = {"package_app.py"}
+LEFT_OUT = {"package_app.py", "__main__.py"}  # __main__ is the desktop kit's alias
 MAIN_PY = '''"""Entry point that buildozer / kivy-ios run: the demo app on the bundles packed beside it."""
+import argparse
 import os
 import sys
 
-from mobile_app.__main__ import main
+from mobile_app.command import add_app_arguments, check_app_args, start_app
 
-sys.exit(main(["--bundles", os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundles")] + sys.argv[1:]))
+args = add_app_arguments(argparse.ArgumentParser(prog="main.py")).parse_args(sys.argv[1:])
+args.bundles = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundles")
+check_app_args(args)
+sys.exit(start_app(args))
 '''
 
 

@@ -188,7 +188,7 @@ def test_runtime_classifies_bytes_as_their_utf8_text(tiny_tflite_bundle):
 
 # ---- distill: every flag and --set value checked before any work ---------------------------------------------------
 def _distill(argv, capsys, expected: str, data_dir, out) -> None:
-    from distill.cli import main as distill_main
+    from distill.__main__ import main as distill_main
 
     base = ["run", "--task", "sentiment", "--data-dir", str(data_dir), "--out", str(out), "--student", "1x32x4x64", "--init", "random"]
     _one_error(distill_main(base + argv), capsys, expected)
@@ -224,7 +224,7 @@ def test_distill_refuses_an_unwritable_out_resume_from_nothing_and_a_too_long_ma
 
 
 def test_squad_answers_without_an_integer_answer_start_are_one_line(tiny_qa_dir, data_dir, tmp_path, capsys):
-    from distill.cli import main as distill_main
+    from distill.__main__ import main as distill_main
 
     document = json.loads((data_dir / "squad_v1" / "dev-v1.1.json").read_text(encoding="utf-8"))
     document["data"] = document["data"][:2]
@@ -242,7 +242,7 @@ def test_squad_answers_without_an_integer_answer_start_are_one_line(tiny_qa_dir,
 def test_a_diverging_run_stops_at_the_step_naming_the_loss_or_tensor(tiny_classifier_dir, data_dir, tmp_path, capsys):
     import torch
 
-    from distill.cli import main as distill_main
+    from distill.__main__ import main as distill_main
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

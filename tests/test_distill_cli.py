@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from distill.cli import main
+from distill.__main__ import main
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import make_tiny_bert
 

@@ -13,9 +13,16 @@ import pytest
 from export.pipeline.run import run_pipeline
 from export.pipeline.config import PipelineConfig
 from export.pipeline.stages import StageFunctions
-from export.pipeline.cli import main, run_and_report
+from export.__main__ import main as export_main
+from export.pipeline.cli import run_and_report
 from tests.test_report import CHROMIUM, screenshot
 from tests.tiny_models import make_tiny_bert
+
+
+def main(argv: list[str]) -> int:
+    """`python -m export pipeline ARGV`."""
+    return export_main(["pipeline", *argv])
+
 
 TINY_STUDENT = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}
 TINY_DISTILL = {"max_seq_length": 32, "batch_size": 32, "intermediate_epochs": 1, "prediction_epochs": 1}

@@ -192,7 +192,7 @@ def test_a_profile_that_cannot_have_a_precision_records_it_and_says_so(tflite28_
 
 
 def test_the_cli_says_in_one_line_what_a_profile_leaves_out(tiny_classifier_dir, data_dir, tmp_path, capsys):
-    from export.cli import main
+    from export.__main__ import main
 
     assert main(["tflite", str(tiny_classifier_dir), "--out", str(tmp_path / "b"), "--task", "sentiment", "--buckets", "16",
                  "--precisions", "int8-static", "--min-runtime", "2.14", "--data-dir", str(data_dir)]) == 2

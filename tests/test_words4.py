@@ -86,7 +86,7 @@ def test_words4_answers_as_int8_dynamic_in_every_interpreter(words4_bundle, grid
 
 
 def test_a_student_off_the_grid_gets_no_words4_and_is_told_why(tiny_classifier_dir, tmp_path, capsys):
-    from export.cli import main
+    from export.__main__ import main
 
     out = tmp_path / "b"
     assert main(["tflite", str(tiny_classifier_dir), "--out", str(out), "--task", "sentiment", "--buckets", "16",

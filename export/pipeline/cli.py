@@ -1,6 +1,6 @@
 """`python -m export pipeline`: flags -> PipelineConfig -> run -> exit code.
 
-Exit codes: 0 all good; 1 a parity threshold failed (the task and artifact are named); 2 bad input.
+Exit codes: 0 all good; 1 a parity threshold failed (the task and artifact are named); 2 bad input (export/commands.py).
 """
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 from distill.cli_args import add_data_argument, add_distill_arguments
-from mobile_app.runtime.errors import UserError
 from distill.teacher_spec import teachers_for
 from export.verify.cli import add_matrix_argument, add_runtimes_argument, add_threshold_argument, threshold_overrides
 from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, PipelineConfig
 from export.quantize import TFLITE_PRECISIONS
-from mobile_app.runtime.bundle import BundleError
 from mobile_app.runtime.contract import COREML_VARIANTS, TASK_NAMES
 
 
@@ -35,7 +33,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     add_threshold_argument(parser)
     add_runtimes_argument(parser)
     add_matrix_argument(parser, default="shipped")
-    parser.set_defaults(func=run_from_args)
+    parser.set_defaults(func=lambda args: run_and_report(args.config), check=check_pipeline, log_file=lambda args: Path(args.out) / "export.log")
     return parser
 
 
@@ -57,26 +55,17 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           verify_runtimes=tuple(args.runtimes) if args.runtimes else None, verify_matrix=args.matrix)
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """The `pipeline` subcommand's handler."""
-    try:
-        cfg = config_from_args(args)
-    except (UserError, BundleError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return run_and_report(cfg)
+def check_pipeline(args: argparse.Namespace) -> None:
+    """Every flag checked and turned into the run's PipelineConfig, before anything heavy is imported."""
+    args.config = config_from_args(args)
 
 
 def run_and_report(cfg: PipelineConfig) -> int:
-    """Run the pipeline and print its summary table; the exit code: 0 good, 1 parity failed, 2 bad input."""
+    """Run the pipeline and print its summary table; the exit code: 0 good, 1 parity failed."""
     from export.pipeline.report import console_summary
     from export.pipeline.run import run_pipeline
 
-    try:
-        summary = run_pipeline(cfg)
-    except (UserError, BundleError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    summary = run_pipeline(cfg)
     print(console_summary(summary))
     print(f"\nreport: {summary['report']['markdown']} and {summary['report']['html']}")
     for task in summary["tasks"]:
@@ -85,9 +74,3 @@ def run_and_report(cfg: PipelineConfig) -> int:
                 for failure in artifact.get("failures") or [f"{artifact['name']}: a parity threshold failed"]:
                     print(f"parity FAILED (task {task['task']}): {failure}", file=sys.stderr)
     return summary["exit_code"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m export pipeline` without the subcommand word (tests and scripts call this)."""
-    parser = add_pipeline_arguments(argparse.ArgumentParser(prog="python -m export pipeline", description=__doc__.splitlines()[0]))
-    return run_from_args(parser.parse_args(argv))

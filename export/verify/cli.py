@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from distill.cli_args import add_data_argument
+from export.cli import bundle_log
 
 
 def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +58,6 @@ def threshold_overrides(flags: list[str] | None) -> dict:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    check_runtime_names(args.runtimes)
     from export.verify.verify import PARITY_MD, verify_bundle
     from export.verify.report import matrix_rows, parity_rows, runtime_lines
 
@@ -84,5 +84,5 @@ def add_verify_parser(subparsers) -> argparse.ArgumentParser:
     add_threshold_argument(parser)
     add_runtimes_argument(parser)
     add_matrix_argument(parser, default="all")
-    parser.set_defaults(func=run_verify)
+    parser.set_defaults(func=run_verify, check=lambda args: check_runtime_names(args.runtimes), log_file=bundle_log)
     return parser
