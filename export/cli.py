@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from distill.cli_args import add_data_argument
-from export.quantize import TFLITE_PRECISIONS, parse_min_runtime
-from mobile_app.runtime.contract import COREML_VARIANTS, TFLITE_NEEDS_FIELD
+from export.quantize import parse_min_runtime
+from mobile_app.runtime.contract import COREML_VARIANTS, DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TFLITE_NEEDS_FIELD, TFLITE_PRECISIONS
 
 
 def bundle_log(args: argparse.Namespace) -> Path:
@@ -48,8 +48,8 @@ def _add_student_and_bundle(parser: argparse.ArgumentParser) -> None:
 def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("tflite", help="convert a student to .tflite files (one per precision) in its task bundle")
     _add_student_and_bundle(parser)
-    parser.add_argument("--precisions", nargs="+", default=list(TFLITE_PRECISIONS), metavar="P",
-                        help=f"any of {' '.join(TFLITE_PRECISIONS)} (default: all)")
+    parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_TFLITE_PRECISIONS), metavar="P",
+                        help=f"any of {' '.join(TFLITE_PRECISIONS)} (default: {' '.join(DEFAULT_TFLITE_PRECISIONS)})")
     add_data_argument(parser)
     parser.add_argument("--calibration-examples", type=int, default=256, metavar="N", help="train examples for int8-static (default 256)")
     parser.add_argument("--min-runtime", metavar="VERSION", default=None,
@@ -75,7 +75,8 @@ def add_coreml_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("coreml", help="convert a student to Core ML (.mlpackage) variants in its task bundle",
                                    description="Core ML export: the student as ML Program (.mlpackage) variants in the task bundle.")
     _add_student_and_bundle(parser)
-    parser.add_argument("--variants", nargs="+", default=["fp16"], choices=COREML_VARIANTS, help="precisions to build (default: fp16)")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_COREML_VARIANTS), choices=COREML_VARIANTS,
+                        help=f"precisions to build (default: {' '.join(DEFAULT_COREML_VARIANTS)})")
     parser.add_argument("--range", dest="flexible", action="store_const", const="range", default="enumerated",
                         help="flexible length as a range up to the longest bucket (iOS 16) instead of enumerated buckets (iOS 18)")
     parser.set_defaults(func=run_coreml, log_file=bundle_log)

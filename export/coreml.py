@@ -20,11 +20,9 @@ from mobile_app.runtime.errors import UserError
 from export.bundle import base_manifest, staged_bundle, upsert_artifact
 from export.student_folder import check_buckets, check_labels, check_vocab_size, resolve_task, tokenizer_settings, write_labels, write_vocab
 from export.packed_words import grid_gaps
-from export.quantize import PACKED_WORDS_PRECISIONS
 from export.wrapper import ExportableBert, load_student
-from mobile_app.runtime.contract import COREML_LABEL_OUTPUT as LABEL_OUTPUT
-from mobile_app.runtime.contract import COREML_PROBABILITIES_OUTPUT as PROBABILITIES_OUTPUT
-from mobile_app.runtime.contract import COREML_VARIANTS, INPUT_NAMES, OUTPUT_NAMES
+from mobile_app.runtime.contract import (COREML_LABEL_OUTPUT, COREML_PROBABILITIES_OUTPUT, COREML_VARIANTS, INPUT_NAMES, OUTPUT_NAMES,
+                                         PACKED_WORDS_PRECISIONS)
 
 FLEXIBLE_MODES = ("enumerated", "range")
 # Weights with fewer elements stay fp16 (LayerNorm, biases); low enough that tiny test models still get compressed.
@@ -87,7 +85,7 @@ def convert_wrapper(wrapper: ExportableBert, labels, buckets: list[int], flexibl
         traced = torch.jit.trace(module.eval(), wrapper.example_inputs(buckets[-1]))
     options = {}
     if wrapper.head == "classification":
-        options["classifier_config"] = ct.ClassifierConfig(list(labels), predicted_feature_name=LABEL_OUTPUT)
+        options["classifier_config"] = ct.ClassifierConfig(list(labels), predicted_feature_name=COREML_LABEL_OUTPUT)
     else:
         options["outputs"] = [ct.TensorType(name=name) for name in OUTPUT_NAMES["qa"]]
     return ct.convert(traced, inputs=_input_types(buckets, flexible), convert_to="mlprogram",
@@ -135,8 +133,8 @@ def describe(mlmodel, spec, head: str, buckets: list[int], tokenizer: dict, vari
     mlmodel.input_description["attention_mask"] = "1 for real tokens, 0 for padding"
     mlmodel.input_description["token_type_ids"] = "0 for the first segment (question), 1 for the second (context)"
     if head == "classification":
-        mlmodel.output_description[LABEL_OUTPUT] = "most probable label"
-        mlmodel.output_description[PROBABILITIES_OUTPUT] = "probability of each label"
+        mlmodel.output_description[COREML_LABEL_OUTPUT] = "most probable label"
+        mlmodel.output_description[COREML_PROBABILITIES_OUTPUT] = "probability of each label"
     else:
         mlmodel.output_description["start_logits"] = "answer start score per token"
         mlmodel.output_description["end_logits"] = "answer end score per token"
@@ -156,7 +154,7 @@ def _entry(name: str, variant: str, flexible: str, head: str, labels, buckets: l
         "compute_precision": "fp32" if variant == "fp32" else "fp16",
         "flexible": flexible, "deployment_target": DEPLOYMENT_TARGET[flexible], "buckets": list(buckets),
         "inputs": list(INPUT_NAMES),
-        "outputs": [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if head == "classification" else list(OUTPUT_NAMES["qa"]),
+        "outputs": [COREML_LABEL_OUTPUT, COREML_PROBABILITIES_OUTPUT] if head == "classification" else list(OUTPUT_NAMES["qa"]),
         # Compressed variants count the fp16 conversion they start from plus their compression.
         "labels": list(labels), "size_bytes": size, "conversion_seconds": round(seconds, 2),
     }

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from distill.word_grid import CENTER, LEVELS, grid_codes, grid_error, on_grid, pack
-from export.quantize import PACKED_WORDS_PRECISIONS
+from mobile_app.runtime.contract import PACKED_WORDS_PRECISIONS
 
 SCALE_TABLE_NAME = "word_scales"
 # litert-torch names each op's output after the module that made it; the quantizer leaves this module's ops alone,

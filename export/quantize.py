@@ -17,12 +17,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from mobile_app.runtime.errors import UserError
+from mobile_app.runtime.contract import TFLITE_PRECISIONS
 from mobile_app.runtime.runtime_versions import litert_tflite_version, normalize, version_key
 
-TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4", "int8-static")
-# Precisions whose word table is stored packed on its 4-bit grid (export/packed_words.py): TFLite converts them from a
-# float graph of their own, Core ML palettizes that table per row.
-PACKED_WORDS_PRECISIONS = ("int8-words4",)
 # What each precision stores and computes, recorded in the manifest entry.
 PRECISION_NOTES = {
     "fp32": "float32 weights and activations",
@@ -98,18 +95,18 @@ def precision_notes(precision: str, min_runtime: str = DEFAULT_MIN_RUNTIME) -> s
     return PRECISION_NOTES[precision]
 
 
-def _recipe(precision: str, min_runtime: str = DEFAULT_MIN_RUNTIME):
+def _recipe(precision: str, min_runtime: str = DEFAULT_MIN_RUNTIME, keep_float: tuple[str, ...] = ()):
+    """ai-edge-quantizer's recipe for `precision` under the `min_runtime` profile; ops whose scope matches a regex of
+    `keep_float` stay as they are (int8-words4: the packed word lookup and its float row scales)."""
     from ai_edge_quantizer import recipe, recipe_manager
     from ai_edge_quantizer.qtyping import QuantGranularity, TFLOperationName
 
-    if precision == "int8-words4":
-        from export.packed_words import MODULE_SCOPE_REGEX
-
-        # int8-dynamic's recipe, with the packed lookup's ops (its float row scales) left as they are
+    if precision == "int8-words4":  # int8-dynamic's recipe around the packed lookup
         manager = recipe_manager.RecipeManager()
         manager.load_quantization_recipe(_recipe("int8-dynamic", min_runtime))
-        manager.add_quantization_config(regex=MODULE_SCOPE_REGEX, operation_name=TFLOperationName.ALL_SUPPORTED,
-                                        algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+        for scope in keep_float:
+            manager.add_quantization_config(regex=scope, operation_name=TFLOperationName.ALL_SUPPORTED,
+                                            algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
         return manager.get_quantization_recipe()
     if precision == "int8-dynamic":
         if _per_channel_hybrid(min_runtime):
@@ -139,16 +136,17 @@ def _recipe(precision: str, min_runtime: str = DEFAULT_MIN_RUNTIME):
 
 def quantize_tflite(float_model: bytes, precision: str,
                     calibration: Mapping[str, list[dict[str, np.ndarray]]] | None = None,
-                    min_runtime: str = DEFAULT_MIN_RUNTIME) -> bytes:
+                    min_runtime: str = DEFAULT_MIN_RUNTIME, keep_float: tuple[str, ...] = ()) -> bytes:
     """The model bytes at `precision` for the `min_runtime` profile, weights inline and op versions stamped
-    (export/tflite_compat.py); `calibration` ({signature key: [input dicts]}) is needed for int8-static."""
+    (export/tflite_compat.py); `calibration` ({signature key: [input dicts]}) is needed for int8-static; ops in the
+    scopes of `keep_float` (regexes) are not quantized."""
     from export.tflite_compat import inline_and_stamp
 
     if precision == "fp32":
         return inline_and_stamp(bytes(float_model))
     from ai_edge_quantizer import Quantizer
 
-    quantizer = Quantizer(bytes(float_model), _recipe(precision, min_runtime))
+    quantizer = Quantizer(bytes(float_model), _recipe(precision, min_runtime, keep_float))
     calibration_result = None
     if quantizer.need_calibration:
         if not calibration:

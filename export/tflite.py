@@ -20,14 +20,14 @@ from tqdm import tqdm
 from distill.console import library_stdout
 from mobile_app.runtime.errors import UserError
 from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
-from export.quantize import (DEFAULT_MIN_RUNTIME, PACKED_WORDS_PRECISIONS, check_precisions, parse_min_runtime, precision_notes,
-                             profile_gap, quantize_tflite)
+from export.quantize import DEFAULT_MIN_RUNTIME, check_precisions, parse_min_runtime, precision_notes, profile_gap, quantize_tflite
 from export.student_folder import (check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
-from export.packed_words import grid_gaps as word_grid_gaps
+from export.packed_words import MODULE_SCOPE_REGEX, grid_gaps as word_grid_gaps
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import read_manifest
-from mobile_app.runtime.contract import LABELS_NAME, TFLITE_NEEDS_FIELD, TFLITE_PROFILE_FIELD, VOCAB_NAME, signature_key
+from mobile_app.runtime.contract import (DEFAULT_TFLITE_PRECISIONS, LABELS_NAME, PACKED_WORDS_PRECISIONS, TFLITE_NEEDS_FIELD,
+                                         TFLITE_PROFILE_FIELD, VOCAB_NAME, signature_key)
 from mobile_app.runtime.runtime_versions import version_key
 
 DEFAULT_CALIBRATION_EXAMPLES = 256
@@ -92,7 +92,8 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
             source = packed_model
         try:
             with library_stdout():
-                data = quantize_tflite(source, precision, calibration, min_runtime)
+                data = quantize_tflite(source, precision, calibration, min_runtime,
+                                       keep_float=(MODULE_SCOPE_REGEX,) if precision in PACKED_WORDS_PRECISIONS else ())
         except UserError:
             raise
         except Exception as error:  # the quantizer's own errors: name the precision that failed
@@ -130,14 +131,14 @@ def _left_out_line(precision: str, min_runtime: str, reason: str) -> str:
     return f"tflite: {precision} not exported for --min-runtime {min_runtime}: {reason}; a newer --min-runtime (e.g. litert) makes it"
 
 
-def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"),
+def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=DEFAULT_TFLITE_PRECISIONS,
                   task: str | None = None, data_dir: str | Path | None = None, buckets=None,
                   calibration_examples: int = DEFAULT_CALIBRATION_EXAMPLES, progress: bool = True,
                   min_runtime: str | None = None) -> dict:
     """Convert a student folder into the task bundle at bundle_dir; returns the written manifest.
 
-    `min_runtime`: the oldest TFLite runtime the files must load and run on ('2.8', '2.14', ...; default: the
-    TFLite of LiteRT 2.3.0, which the Android build pins)."""
+    `min_runtime`: the oldest TFLite runtime the files must load and run on ('2.8', '2.14', ..., or 'litert' for the
+    TFLite of LiteRT 2.3.0; default 2.8, the oldest interpreter of the verify matrix)."""
     precisions = check_precisions(precisions)
     min_runtime = parse_min_runtime(min_runtime)
     gaps = {p: reason for p in precisions if (reason := profile_gap(p, min_runtime))}

@@ -74,134 +74,128 @@ class _Tensor:
         self.dims = tensor.ShapeLength() if tensor is not None else 0
 
 
-def _options(op, schema, cls):
-    table = op.BuiltinOptions()
-    if table is None:
-        return None
-    options = cls()
-    options.Init(table.Bytes, table.Pos)
-    return options
+class _Op:
+    """One operator as op_version.cc's rules see it: its tensors (types of inputs 0 and 1 and output 0) and options."""
+
+    def __init__(self, ins: list[_Tensor], outs: list[_Tensor], op, schema):
+        self.ins, self.outs, self._op, self._schema = ins, outs, op, schema
+        self.t0 = ins[0].type if ins else "NOTYPE"
+        self.t1 = ins[1].type if len(ins) > 1 else "NOTYPE"
+        self.o0 = outs[0].type if outs else "NOTYPE"
+        self.types = (self.t0, self.t1, self.o0)
+        self.dims = ins[0].dims if ins else 0
+
+    def option(self, table: str, field: str, default):
+        """A field of the operator's builtin options table, or `default` when the operator has none."""
+        found = self._op.BuiltinOptions()
+        if found is None:
+            return default
+        options = getattr(self._schema, table)()
+        options.Init(found.Bytes, found.Pos)
+        return getattr(options, field)()
+
+
+def _by_input_type(versions: dict[str, int]) -> list:
+    """Rules that pick the version from input 0's type alone (else version 1)."""
+    return [(version, lambda o, t=t: o.t0 == t) for t, version in versions.items()] + [(1, lambda o: True)]
+
+
+_HYBRID = ("FLOAT32", "INT8", "FLOAT32")
+# op -> [(version, rule)]: the first rule that holds gives the operator's version, in op_version.cc's order
+# (GetBuiltinOperatorVersion), for the ops our BERT graphs use.
+_VERSION_RULES = {
+    "FULLY_CONNECTED": [
+        (13, lambda o: o.types == ("INT16", "INT4", "INT16")),
+        (12, lambda o: o.types == _HYBRID and o.ins[1].per_channel),
+        (11, lambda o: o.types == ("INT16", "INT8", "INT16") and o.option("FullyConnectedOptions", "QuantizedBiasType", 0)),
+        (7, lambda o: o.types == ("INT16", "INT16", "INT16")),
+        (6, lambda o: len(o.ins) == 2),
+        (5, lambda o: o.option("FullyConnectedOptions", "KeepNumDims", False)),
+        (4, lambda o: o.types == ("INT8", "INT8", "INT8")),
+        (10, lambda o: o.types == ("INT8", "INT4", "INT8")),
+        (9, lambda o: o.types == _HYBRID and o.option("FullyConnectedOptions", "AsymmetricQuantizeInputs", False)),
+        (3, lambda o: o.types == _HYBRID),
+        (2, lambda o: o.option("FullyConnectedOptions", "WeightsFormat", 0) != 0),
+        (1, lambda o: True)],
+    "EMBEDDING_LOOKUP": [(4, lambda o: o.t1 == "INT4" or (len(o.ins) > 1 and o.ins[1].per_channel)), (1, lambda o: True)],
+    "DEQUANTIZE": [
+        (6, lambda o: o.t0 == "INT4"),
+        (3, lambda o: o.t0 in ("INT16", "FLOAT16")),
+        (5, lambda o: o.t0 == "INT8" and o.ins[0].per_channel),
+        (2, lambda o: o.t0 == "INT8"),
+        (1, lambda o: True)],
+    "QUANTIZE": [
+        (4, lambda o: "INT4" in (o.t0, o.o0)),
+        (3, lambda o: bool(o.outs) and o.outs[0].per_channel),
+        (2, lambda o: o.o0 == "INT16"),
+        (1, lambda o: True)],
+    "ADD": [
+        (5, lambda o: o.t0 == "INT16" and not o.ins[0].quantized),
+        (4, lambda o: o.t0 == "INT64"),
+        (3, lambda o: (o.t0, o.o0) == ("INT16", "INT16") and not o.option("AddOptions", "PotScaleInt16", True)),
+        (2, lambda o: o.t0 == "INT8"),
+        (1, lambda o: True)],
+    "SUB": [
+        (5, lambda o: (o.t0, o.o0) == ("INT16", "INT16") and not o.option("SubOptions", "PotScaleInt16", True)),
+        (4, lambda o: o.t0 == "INT64"),
+        (3, lambda o: len(o.ins) > 1 and o.ins[0].dims != o.ins[1].dims and max(i.dims for i in o.ins) > 4),
+        (2, lambda o: o.t0 == "INT8"),
+        (1, lambda o: True)],
+    "MUL": [
+        (7, lambda o: (o.t0 == "INT16" and not o.ins[0].quantized) or o.t0 == "UINT32"),
+        (6, lambda o: o.t0 == "COMPLEX64"),
+        (5, lambda o: o.t0 == "INT64"),
+        (4, lambda o: o.t0 == "INT16"),
+        (3, lambda o: len(o.ins) > 1 and bool(o.outs) and bool(o.ins[0].scale and o.ins[1].scale and o.outs[0].scale)
+         and o.ins[0].scale * o.ins[1].scale / o.outs[0].scale >= 1.0),
+        (2, lambda o: o.t0 == "INT8"),
+        (1, lambda o: True)],
+    "BATCH_MATMUL": [
+        (3, lambda o: o.t0 == "INT16"),
+        (2, lambda o: o.t0 == "INT8"),
+        (4, lambda o: o.types == _HYBRID and o.option("BatchMatMulOptions", "AsymmetricQuantizeInputs", False)),
+        (1, lambda o: True)],
+    "SOFTMAX": _by_input_type({"INT16": 3, "INT8": 2}),
+    "MEAN": _by_input_type({"INT16": 3, "INT8": 2}),
+    "RSQRT": _by_input_type({"INT16": 3, "INT8": 2}),
+    "TANH": [(3, lambda o: (o.t0, o.o0) == ("INT16", "INT16")), (2, lambda o: o.t0 == "INT8"), (1, lambda o: True)],
+    "TRANSPOSE": [
+        (7, lambda o: o.t0 == "INT4"),
+        (6, lambda o: o.dims > 5),
+        (5, lambda o: o.t0 == "INT16"),
+        (4, lambda o: o.dims > 4),
+        (3, lambda o: o.t0 == "BOOL"),
+        (2, lambda o: o.t0 == "INT8"),
+        (1, lambda o: True)],
+    "SLICE": [
+        (6, lambda o: o.t0 == "UINT32"),
+        (5, lambda o: o.dims > 4),
+        (4, lambda o: o.t0 == "INT16"),
+        (3, lambda o: o.t0 == "STRING"),
+        (2, lambda o: o.t0 == "INT8"),
+        (1, lambda o: True)],
+    "SQUARED_DIFFERENCE": _by_input_type({"INT8": 2}),
+    "CAST": [
+        (7, lambda o: "BFLOAT16" in (o.t0, o.o0)),
+        (6, lambda o: (o.t0, o.o0) == ("INT4", "FLOAT32")),
+        (5, lambda o: bool({"FLOAT64", "FLOAT16"} & {o.t0, o.o0})),
+        (4, lambda o: "UINT16" in (o.t0, o.o0)),
+        (3, lambda o: "INT8" in (o.t0, o.o0)),
+        (2, lambda o: "UINT32" in (o.t0, o.o0)),
+        (1, lambda o: True)],
+    "GELU": [(2, lambda o: o.t0 in ("INT8", "UINT8")), (1, lambda o: True)],
+    "CONCATENATION": _by_input_type({"UINT32": 4, "INT16": 3, "INT8": 2}),
+    "RESHAPE": [(1, lambda o: True)],
+}
 
 
 def _version(name: str, ins: list[_Tensor], outs: list[_Tensor], op, schema) -> int | None:
-    """GetBuiltinOperatorVersion for one operator; None for an op without a rule here (the file's version is kept)."""
-    t0 = ins[0].type if ins else "NOTYPE"
-    t1 = ins[1].type if len(ins) > 1 else "NOTYPE"
-    o0 = outs[0].type if outs else "NOTYPE"
-    if name == "FULLY_CONNECTED":
-        fc = _options(op, schema, schema.FullyConnectedOptions)
-        if (t0, t1, o0) == ("INT16", "INT4", "INT16"):
-            return 13
-        if (t0, t1, o0) == ("FLOAT32", "INT8", "FLOAT32") and ins[1].per_channel:
-            return 12
-        if (t0, t1, o0) == ("INT16", "INT8", "INT16") and fc is not None and fc.QuantizedBiasType():
-            return 11
-        if (t0, t1, o0) == ("INT16", "INT16", "INT16"):
-            return 7
-        if len(ins) == 2:
-            return 6
-        if fc is not None and fc.KeepNumDims():
-            return 5
-        if (t0, t1, o0) == ("INT8", "INT8", "INT8"):
-            return 4
-        if (t0, t1, o0) == ("INT8", "INT4", "INT8"):
-            return 10
-        if (t0, t1, o0) == ("FLOAT32", "INT8", "FLOAT32"):
-            return 9 if fc is not None and fc.AsymmetricQuantizeInputs() else 3
-        return 2 if fc is not None and fc.WeightsFormat() != 0 else 1
-    if name == "EMBEDDING_LOOKUP":
-        return 4 if t1 == "INT4" or (len(ins) > 1 and ins[1].per_channel) else 1
-    if name == "DEQUANTIZE":
-        if t0 == "INT4":
-            return 6
-        if t0 in ("INT16", "FLOAT16"):
-            return 3
-        if t0 == "INT8":
-            return 5 if ins[0].per_channel else 2
-        return 1
-    if name == "QUANTIZE":
-        if "INT4" in (t0, o0):
-            return 4
-        if outs and outs[0].per_channel:
-            return 3
-        return 2 if o0 == "INT16" else 1
-    if name == "ADD":
-        if t0 == "INT16" and not ins[0].quantized:
-            return 5
-        if t0 == "INT64":
-            return 4
-        if t0 == "INT16" and o0 == "INT16":
-            add = _options(op, schema, schema.AddOptions)
-            if add is not None and not add.PotScaleInt16():
-                return 3
-        return 2 if t0 == "INT8" else 1
-    if name == "SUB":
-        if t0 == "INT16" and o0 == "INT16":
-            sub = _options(op, schema, schema.SubOptions)
-            if sub is not None and not sub.PotScaleInt16():
-                return 5
-        if t0 == "INT64":
-            return 4
-        if len(ins) > 1 and ins[0].dims != ins[1].dims and max(i.dims for i in ins) > 4:
-            return 3
-        return 2 if t0 == "INT8" else 1
-    if name == "MUL":
-        if (t0 == "INT16" and not ins[0].quantized) or t0 == "UINT32":
-            return 7
-        if t0 == "COMPLEX64":
-            return 6
-        if t0 == "INT64":
-            return 5
-        if t0 == "INT16":
-            return 4
-        if len(ins) > 1 and outs and ins[0].scale and ins[1].scale and outs[0].scale and \
-                ins[0].scale * ins[1].scale / outs[0].scale >= 1.0:
-            return 3
-        return 2 if t0 == "INT8" else 1
-    if name == "BATCH_MATMUL":
-        if t0 == "INT16":
-            return 3
-        if t0 == "INT8":
-            return 2
-        if (t0, t1, o0) == ("FLOAT32", "INT8", "FLOAT32"):
-            bmm = _options(op, schema, schema.BatchMatMulOptions)
-            if bmm is not None and bmm.AsymmetricQuantizeInputs():
-                return 4
-        return 1
-    if name in ("SOFTMAX", "MEAN", "RSQRT"):
-        return 3 if t0 == "INT16" else 2 if t0 == "INT8" else 1
-    if name == "TANH":
-        return 3 if (t0, o0) == ("INT16", "INT16") else 2 if t0 == "INT8" else 1
-    if name == "TRANSPOSE":
-        dims = ins[0].dims
-        return (7 if t0 == "INT4" else 6 if dims > 5 else 5 if t0 == "INT16" else 4 if dims > 4 else
-                3 if t0 == "BOOL" else 2 if t0 == "INT8" else 1)
-    if name == "SLICE":
-        dims = ins[0].dims
-        return (6 if t0 == "UINT32" else 5 if dims > 4 else 4 if t0 == "INT16" else 3 if t0 == "STRING" else
-                2 if t0 == "INT8" else 1)
-    if name == "SQUARED_DIFFERENCE":
-        return 2 if t0 == "INT8" else 1
-    if name == "CAST":
-        types = (t0, o0)
-        if "BFLOAT16" in types:
-            return 7
-        if types == ("INT4", "FLOAT32"):
-            return 6
-        if {"FLOAT64", "FLOAT16"} & set(types):
-            return 5
-        if "UINT16" in types:
-            return 4
-        if "INT8" in types:
-            return 3
-        return 2 if "UINT32" in types else 1
-    if name == "GELU":
-        return 2 if t0 in ("INT8", "UINT8") else 1
-    if name == "CONCATENATION":
-        return 4 if t0 == "UINT32" else 3 if t0 == "INT16" else 2 if t0 == "INT8" else 1
-    if name == "RESHAPE":
-        return 1
-    return None
+    """GetBuiltinOperatorVersion for one operator; None for an op without rules here (the file's version is kept)."""
+    rules = _VERSION_RULES.get(name)
+    if rules is None:
+        return None
+    seen = _Op(ins, outs, op, schema)
+    return next(version for version, holds in rules if holds(seen))
 
 
 def _schema():

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from export.pipeline.run import run_stage
-from export.pipeline.cache import StageCache, changed_inputs, code_version, file_hashes, stage_inputs, stage_key
+from export.pipeline.cache import StageCache, changed_inputs, file_hashes, stage_code, stage_inputs, stage_key
 
 
 class CountingBody:
@@ -100,19 +100,75 @@ def test_changed_inputs_names_nested_fields():
     assert changed_inputs(old, old) == []
 
 
-def test_code_version_follows_the_source(tmp_path, monkeypatch):
+def test_stage_code_follows_the_imports_of_the_source(tmp_path, monkeypatch):
     package = tmp_path / "fakepkg_for_cache"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "stage.py").write_text("X = 1\n")
+    (package / "stage.py").write_text("def body():\n    from fakepkg_for_cache.helper import X\n    return X\n")
+    (package / "helper.py").write_text("from . import leaf\nX = 1\n")
+    (package / "leaf.py").write_text("Y = 1\n")
+    (package / "unused.py").write_text("Z = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    before = code_version(["fakepkg_for_cache", "fakepkg_for_cache.stage", "no_such_module_xyz"])
-    assert before["no_such_module_xyz"] == "absent"
-    (package / "stage.py").write_text("X = 2\n")
-    after = code_version(["fakepkg_for_cache", "fakepkg_for_cache.stage"])
-    assert after["fakepkg_for_cache"] != before["fakepkg_for_cache"]
-    assert after["fakepkg_for_cache.stage"] != before["fakepkg_for_cache.stage"]
+    before = stage_code(["fakepkg_for_cache.stage"], packages=("fakepkg_for_cache",))
+    assert sorted(before) == ["fakepkg_for_cache", "fakepkg_for_cache.helper", "fakepkg_for_cache.leaf", "fakepkg_for_cache.stage"]
+    (package / "leaf.py").write_text("Y = 2\n")  # two imports away, inside a function
+    (package / "unused.py").write_text("Z = 2\n")
+    after = stage_code(["fakepkg_for_cache.stage"], packages=("fakepkg_for_cache",))
+    assert changed_inputs({"code": before}, {"code": after}) == ["code.fakepkg_for_cache.leaf"]
     sys.modules.pop("fakepkg_for_cache", None)
+
+
+def test_each_stage_runs_the_code_it_imports_and_no_more():
+    from export.pipeline.run import STAGE_ENTRIES, code_of
+
+    codes = {stage: code_of(stage) for stage in STAGE_ENTRIES}
+    for stage in ("tflite", "verify"):  # both run the TFLite compatibility code and the packed word table
+        assert {"export.tflite_compat", "export.packed_words", "export.quantize"} <= set(codes[stage])
+    assert not any(name.startswith("export") for name in codes["distill"] if name != "export.pipeline.stages")
+    assert "export.verify.runtime_worker" in codes["verify"] and "export.tflite" not in codes["verify"]
+
+
+REBUILD = """
+import json, sys
+from pathlib import Path
+from export.pipeline.cache import StageCache, stage_inputs
+from export.pipeline.run import code_of, run_stage
+from export.tflite import export_tflite
+
+student, bundle, run_dir = map(Path, sys.argv[1:4])
+cache = StageCache(run_dir)
+def body():
+    manifest = export_tflite(student, bundle, precisions=["fp32"], task="sentiment", buckets=[16], progress=False)
+    return {"files": {a["file"]: a["size_bytes"] for a in manifest["artifacts"]}}
+inputs = stage_inputs("tflite", "sentiment", settings={"precisions": ["fp32"]}, upstream=["student"], code=code_of("tflite"))
+outcome = run_stage(cache, "sentiment", "tflite", inputs, body, lambda result: (bundle / "sentiment_fp32.tflite").is_file())
+print(json.dumps({"ran": outcome.ran}))
+"""
+
+
+def test_an_edit_to_the_tflite_compatibility_code_rebuilds_the_tflite_files(tiny_classifier_dir, tmp_path):
+    """A copy of the kit, a cached TFLite stage, one comment added to export/tflite_compat.py: the stage runs again."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO_ROOT
+
+    kit = tmp_path / "kit"
+    for package in ("distill", "export", "mobile_app"):
+        shutil.copytree(REPO_ROOT / package, kit / package, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def stage():
+        done = subprocess.run([sys.executable, "-c", REBUILD, str(tiny_classifier_dir), str(tmp_path / "bundle"), str(tmp_path / "run")],
+                              cwd=kit, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])["ran"], done.stderr
+
+    assert stage()[0] is True
+    assert stage()[0] is False  # nothing changed: cached
+    compat = kit / "export" / "tflite_compat.py"
+    compat.write_text(compat.read_text() + "\n# an edit\n")
+    ran, log = stage()
+    assert ran is True and "inputs changed: code.export.tflite_compat" in log
 
 
 def test_file_hashes_of_real_data(data_dir):

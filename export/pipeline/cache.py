@@ -7,6 +7,7 @@ was in and the next run picks up exactly there.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -19,21 +20,57 @@ from mobile_app.runtime.bundle import sha256_path
 RECORD_VERSION = 1
 
 
-def code_version(modules: list[str]) -> dict[str, str]:
-    """sha256 of each module's source (every .py file of a package), so editing the code redoes the stage."""
-    found = {}
-    for name in modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            found[name] = "absent"
-            continue
-        origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        digest = hashlib.sha256()
-        for file in files:
-            digest.update(file.relative_to(origin.parent).as_posix().encode() + b"\0" + bytes.fromhex(sha256_path(file)))
-        found[name] = digest.hexdigest()
+# The kit's own packages: a stage's code is every module of these it reaches by importing.
+KIT_PACKAGES = ("distill", "export", "mobile_app")
+
+
+def module_source(name: str) -> Path | None:
+    """The .py file of a module, found on disk without importing anything (a module's parents may import torch), or
+    None for a name that is not a module (`from a import b` where b is a function)."""
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return Path(spec.origin) if spec is not None and spec.origin and not rest else None
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported(name: str, source: Path) -> set[str]:
+    """The modules a module imports anywhere in its source (top level and inside functions); `from a import b` may
+    name module a.b."""
+    package = name if source.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
     return found
+
+
+def stage_code(entries: list[str], packages: tuple[str, ...] = KIT_PACKAGES) -> dict[str, str]:
+    """{module: sha256 of its source file} of every module of `packages` that `entries` reach through their imports
+    (entries and the packages above each module included): the code a stage runs, so editing any of it redoes the stage."""
+    seen: dict[str, str] = {}
+    todo = list(entries)
+    while todo:
+        name = todo.pop()
+        if name in seen or name.split(".")[0] not in packages:
+            continue
+        source = module_source(name)
+        if source is None:
+            continue
+        seen[name] = sha256_path(source)
+        todo += [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)] + sorted(_imported(name, source))
+    return dict(sorted(seen.items()))
 
 
 def file_hashes(paths: dict[str, str | Path | None]) -> dict[str, str]:

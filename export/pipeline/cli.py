@@ -11,9 +11,9 @@ from pathlib import Path
 from distill.cli_args import add_data_argument, add_distill_arguments
 from distill.teacher_spec import teachers_for
 from export.verify.cli import add_matrix_argument, add_runtimes_argument, add_threshold_argument, threshold_overrides
-from export.pipeline.config import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, DEFAULT_VERIFY_EXAMPLES, PipelineConfig
-from export.quantize import TFLITE_PRECISIONS
-from mobile_app.runtime.contract import COREML_VARIANTS, TASK_NAMES
+from export.pipeline.config import DEFAULT_VERIFY_EXAMPLES, PipelineConfig
+from mobile_app.runtime.contract import (COREML_VARIANTS, DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TASK_NAMES,
+                                         TFLITE_PRECISIONS)
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -7,15 +7,9 @@ from pathlib import Path
 
 from mobile_app.runtime.errors import UserError
 from distill.tasks import get_task
-from mobile_app.runtime.contract import TASK_NAMES
+from mobile_app.runtime.contract import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TASK_NAMES
 from export.quantize import check_precisions
 
-# int8-static is opt-in here (`--precisions ... int8-static`): its int16 activations run on the interpreter's slow
-# reference kernels (int8-static latency: benchmarks/RESULTS.md) and calibration adds minutes per task; it only saves size.
-# int8-words4 is made only from a student whose word table is on the 4-bit grid (`student_word_bits`); otherwise it is
-# left out in one line.
-DEFAULT_TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4")
-DEFAULT_COREML_VARIANTS = ("fp16",)                 # as `python -m export coreml` does
 DEFAULT_VERIFY_EXAMPLES = 500                       # the parity proof's minimum; the whole eval split when smaller
 
 

@@ -21,22 +21,28 @@ from distill.tasks import get_task
 from export.pipeline.config import PipelineConfig
 from export.pipeline.stages import StageFunctions
 from mobile_app.runtime.files import write_atomic
-from export.pipeline.cache import StageCache, code_version, file_hashes, key_of, stage_inputs
-from export.verify.verify import PARITY_JSON
+from export.pipeline.cache import StageCache, file_hashes, key_of, module_source, stage_code, stage_inputs
 from mobile_app.runtime.bundle import read_manifest, sha256_path
+from mobile_app.runtime.contract import PARITY_JSON
 from mobile_app.runtime.files import source_identity
 
 SUMMARY_NAME = "summary.json"
 
-# The code each stage runs: editing any of these modules redoes the stage.
-_BUNDLE_CODE = ["export.bundle", "export.student_folder", "export.wrapper", "mobile_app.runtime.bundle", "export.pipeline.stages"]
-STAGE_CODE = {
-    "distill": ["distill", "export.pipeline.stages"],
-    "tflite": ["export.tflite", "export.quantize", "export.model_inputs", "mobile_app.runtime.tokenizer", *_BUNDLE_CODE],
-    "coreml": ["export.coreml", *_BUNDLE_CODE],
-    "verify": ["export.verify", "export.model_inputs", "export.wrapper", "mobile_app.runtime", "export.pipeline.stages"],
-    "latency": ["export.verify.runners", "export.verify.coreml_eval", "mobile_app.runtime", "export.pipeline.stages"],
+# Where each stage's code starts: the stage's code is every kit module these reach by importing (cache.stage_code),
+# so an edit to any of them redoes the stage, and so does an edit to the stage bodies (export/pipeline/stages.py,
+# hashed alone: its imports reach every stage). The verify worker runs as `python -m`, never imported: named here.
+STAGE_ENTRIES = {
+    "distill": ["distill.stages"],
+    "tflite": ["export.tflite"],
+    "coreml": ["export.coreml"],
+    "verify": ["export.verify.verify", "export.verify.runtime_worker"],
+    "latency": ["mobile_app.runtime.backend_factory"],
 }
+
+
+def code_of(stage: str) -> dict[str, str]:
+    """The code a stage runs, as {module: sha256 of its source}."""
+    return {**stage_code(STAGE_ENTRIES[stage]), "export.pipeline.stages": sha256_path(module_source("export.pipeline.stages"))}
 
 
 # --- running one stage through the cache -----------------------------------------------------------
@@ -142,7 +148,7 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
         return {"student_dir": str(student_dir), "weights": file_hashes({p.name: p for p in student_dir.glob("*.safetensors")})}
 
     outcomes["distill"] = run_stage(
-        cache, task, "distill", stage_inputs("distill", task, settings=distill_settings, data=data, code=code_version(STAGE_CODE["distill"])),
+        cache, task, "distill", stage_inputs("distill", task, settings=distill_settings, data=data, code=code_of("distill")),
         distill_body, lambda r: bool(r["weights"]) and file_hashes({n: Path(r["student_dir"]) / n for n in r["weights"]}) == r["weights"])
     student_dir = Path(outcomes["distill"].result["student_dir"])
 
@@ -151,7 +157,7 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
             body()
             return {"bundle_dir": str(bundle_dir.resolve()), "files": _artifact_files(bundle_dir, fmt)}
 
-        inputs = stage_inputs(stage, task, settings=settings, upstream=[outcomes["distill"].digest], data=data, code=code_version(STAGE_CODE[stage]))
+        inputs = stage_inputs(stage, task, settings=settings, upstream=[outcomes["distill"].digest], data=data, code=code_of(stage))
         return run_stage(cache, task, stage, inputs, run_body, lambda r: _files_intact(bundle_dir, r["files"]))
 
     outcomes["tflite"] = export_stage("tflite", {"precisions": list(cfg.precisions), "buckets": list(cfg.task_buckets(task))},
@@ -174,11 +180,11 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
     outcomes["verify"] = run_stage(
         cache, task, "verify", stage_inputs("verify", task, settings={"max_examples": cfg.verify_max_examples, "thresholds": cfg.verify_thresholds,
                                                                   "runtimes": matrix_runtimes(cfg), "matrix": cfg.verify_matrix},
-                                          upstream=[outcomes["distill"].digest, *map(str, upstream)], data=data, code=code_version(STAGE_CODE["verify"])),
+                                          upstream=[outcomes["distill"].digest, *map(str, upstream)], data=data, code=code_of("verify")),
         verify_body, lambda r: r["parity_file"] is None or ((bundle_dir / PARITY_JSON).is_file() and sha256_path(bundle_dir / PARITY_JSON) == r["parity_file"]))
     outcomes["latency"] = run_stage(
         cache, task, "latency", stage_inputs("latency", task, settings={"runs": cfg.latency_runs}, upstream=list(map(str, upstream)),
-                                           code=code_version(STAGE_CODE["latency"])),
+                                           code=code_of("latency")),
         lambda: stages.latency(task, bundle_dir, cfg), lambda r: True)
     return task_summary(task, student_dir, bundle_dir, outcomes)
 
@@ -206,7 +212,7 @@ def task_summary(task: str, student_dir: Path, bundle_dir: Path, outcomes: dict[
 
 def forget_task(cfg: PipelineConfig, cache: StageCache, task: str) -> None:
     """--force: drop the task's stage records; the distill stages redo their work too (force reaches their caches)."""
-    for stage in STAGE_CODE:
+    for stage in STAGE_ENTRIES:
         cache.path(task, stage).unlink(missing_ok=True)
 
 

@@ -58,7 +58,8 @@ def threshold_overrides(flags: list[str] | None) -> dict:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from export.verify.verify import PARITY_MD, verify_bundle
+    from export.verify.verify import verify_bundle
+    from mobile_app.runtime.contract import PARITY_MD
     from export.verify.report import matrix_rows, parity_rows, runtime_lines
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,

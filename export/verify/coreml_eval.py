@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mobile_app.runtime.backends import Backend
-from mobile_app.runtime.contract import COREML_LABEL_OUTPUT as LABEL_OUTPUT
-from mobile_app.runtime.contract import COREML_PROBABILITIES_OUTPUT as PROBABILITIES_OUTPUT
+from mobile_app.runtime.contract import COREML_LABEL_OUTPUT, COREML_PROBABILITIES_OUTPUT, PROBABILITIES_OUTPUT
 from mobile_app.runtime.contract import INPUT_NAMES, PER_TOKEN_OUTPUTS
 from mobile_app.runtime.bundle import BundleError
 
@@ -384,7 +383,8 @@ class CoreMLEvaluatorBackend(Backend):
 
     def _outputs(self, raw: dict) -> dict[str, np.ndarray]:
         if self.is_classifier:
-            return {"probabilities": np.asarray(raw[PROBABILITIES_OUTPUT], dtype=np.float32), "label": np.asarray(raw[LABEL_OUTPUT], dtype=object)}
+            return {PROBABILITIES_OUTPUT: np.asarray(raw[COREML_PROBABILITIES_OUTPUT], dtype=np.float32),
+                    COREML_LABEL_OUTPUT: np.asarray(raw[COREML_LABEL_OUTPUT], dtype=object)}
         return {name: np.asarray(raw[name], dtype=np.float32) for name in PER_TOKEN_OUTPUTS}
 
     def _predict(self, padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

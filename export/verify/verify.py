@@ -40,11 +40,10 @@ from export.verify.runtimes import is_installed
 from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
-from mobile_app.runtime.contract import VERIFIED_ON
+from mobile_app.runtime.contract import PARITY_JSON, PARITY_MD, PARITY_PNG, VERIFIED_ON
 from mobile_app.runtime.backend_factory import open_entry, register_off_device
 from mobile_app.runtime.task_runner import TaskRunner, input_fields, prediction_key
 
-PARITY_JSON, PARITY_MD, PARITY_PNG = "parity.json", "parity.md", "parity_diffs.png"
 SNIPPET_CHARS = 80
 
 

@@ -38,6 +38,8 @@ FORMAT_NAME = "tinybert-mobile-bundle"
 FORMAT_VERSION = 1
 VOCAB_NAME = "vocab.txt"
 LABELS_NAME = "labels.txt"
+# What `python -m export verify` writes into a bundle.
+PARITY_JSON, PARITY_MD, PARITY_PNG = "parity.json", "parity.md", "parity_diffs.png"
 # Fields every manifest carries (export/bundle.py writes them, mobile_app/runtime/bundle.py checks them).
 MANIFEST_FIELDS = ("format", "format_version", "task", "head", "labels", "buckets", "tokenizer", "student",
                    "artifacts", "files")
@@ -50,6 +52,17 @@ VERIFIED_ON = "verified_on"
 
 # Core ML variants: compute precision, or weights compressed from the fp16 program.
 COREML_VARIANTS = ("fp16", "fp32", "int8", "int8-words4", "palettize6", "palettize4")
+DEFAULT_COREML_VARIANTS = ("fp16",)
+# TFLite precisions, in the order bundles list them.
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4", "int8-static")
+# What an export makes when no precision is named (`python -m export tflite`, the pipeline). int8-static is opt-in: its
+# int16 activations run on slow reference kernels and calibration adds minutes, for a size saving only
+# (benchmarks/RESULTS.md); int8-words4 is made only from a student with its word table on the 4-bit grid, else left out
+# in one line.
+DEFAULT_TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-words4")
+# Precisions whose word table is stored packed on its 4-bit grid (export/packed_words.py): TFLite converts them from a
+# float graph of their own, Core ML palettizes that table per row.
+PACKED_WORDS_PRECISIONS = ("int8-words4",)
 
 # What a .tflite artifact needs from its interpreter (export/tflite_compat.py writes it per artifact entry,
 # mobile_app/runtime/runtime_versions.py reads it; the layout is described there), and the runtime profile a
