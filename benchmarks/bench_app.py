@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-from mobile_app.runtime.contract import TASK_NAMES as TASKS  # noqa: E402
+from mobile_app.runtime.bundle import find_bundles, read_manifest  # noqa: E402
 
 
 def offscreen_env() -> dict:
@@ -54,16 +54,13 @@ def cold_start(bundles: Path, task: str) -> dict:
     return {"first_result_s": first, "exit_s": total, "first_latency_ms": reports[0]["latency_ms"]}
 
 
-def task_inputs(task: str, data_dir: Path | None, runs: int) -> list:
-    """`runs` inputs for a screen: real evaluation examples (with a data dir) or the app's examples, cycled."""
-    if data_dir is not None:
-        from distill.tasks import get_task
+def task_inputs(bundle: Path, data_dir: Path | None, runs: int) -> list:
+    """`runs` inputs for a screen: a demo task's real evaluation examples (with a data dir) or the bundle's examples, cycled."""
+    from distill.tasks import demo_task_names, get_task
 
-        rows = get_task(task).load(data_dir)["eval"][:runs]
-        return [(r["question"], r["context"]) if task == "qa" else r["text"] for r in rows]
-    from mobile_app.app import TASK_EXAMPLES
-
-    examples = list(TASK_EXAMPLES[task])
+    if data_dir is not None and bundle.name in demo_task_names():
+        return get_task(bundle.name).load(data_dir)["eval"][:runs]
+    examples = read_manifest(bundle)["examples"]
     return [examples[i % len(examples)] for i in range(runs)]
 
 
@@ -80,13 +77,14 @@ def screen_latencies(bundles: Path, data_dir: Path | None, runs: int) -> list[di
     root = DemoRoot(bundles)
     EventLoop.window.add_widget(root)
     rows = []
-    for task in TASKS:
+    for bundle in find_bundles(bundles):
+        task = bundle.name
         screen = root.screens[task]
         if not hasattr(screen, "runner"):
             print(f"skipping {task}: {screen.problem}", file=sys.stderr)
             continue
         root.show(task)
-        inputs = task_inputs(task, data_dir, runs)
+        inputs = task_inputs(bundle, data_dir, runs)
         for precision in screen.runner.available_precisions():
             screen.precision_picker.text = precision
             runtime_ms, handed_ms, drawn_ms = [], [], []
@@ -118,19 +116,19 @@ def _p90(values: list[float]) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundles", type=Path, default=REPO_ROOT / "bundles", help="folder holding sentiment/, spam/, qa/")
+    parser.add_argument("--bundles", type=Path, default=REPO_ROOT / "bundles", help="folder of bundles (default: bundles)")
     parser.add_argument("--data-dir", type=Path, help="real evaluation inputs (default: the app's built-in examples)")
     parser.add_argument("--runs", type=int, default=20, help="inferences per task and precision (default 20)")
     parser.add_argument("--cold-starts", type=int, default=3, help="fresh app processes per task (default 3)")
     args = parser.parse_args(argv)
-    missing = [t for t in TASKS if not (args.bundles / t / "bundle.json").is_file()]
-    if missing:
-        print(f"error: no {', '.join(missing)} bundle in {args.bundles}; build them with `make demo` or pass --bundles", file=sys.stderr)
+    tasks = [bundle.name for bundle in find_bundles(args.bundles)]
+    if not tasks:
+        print(f"error: no bundles in {args.bundles}; build them with `make demo` or pass --bundles", file=sys.stderr)
         return 2
 
     print(f"## Cold start to first result (offscreen, {args.cold_starts} fresh processes per task; median)\n")
-    print("| first tab | first result s | all 3 screens + exit s | first inference ms |\n|---|---:|---:|---:|")
-    for task in TASKS:
+    print(f"| first tab | first result s | all {len(tasks)} screens + exit s | first inference ms |\n|---|---:|---:|---:|")
+    for task in tasks:
         starts = [cold_start(args.bundles, task) for _ in tqdm(range(args.cold_starts), desc=f"cold start {task}", leave=False)]
         med = {k: statistics.median(s[k] for s in starts) for k in starts[0]}
         print(f"| {task} | {med['first_result_s']:.2f} | {med['exit_s']:.2f} | {med['first_latency_ms']:.1f} |", flush=True)

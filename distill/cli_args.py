@@ -23,9 +23,42 @@ def parse_student(text: str):
     return text
 
 
-def add_data_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument("--data-dir", type=Path, required=required, default=None,
-                        help="folder holding sst2/, sms_spam/, squad_v1/" + ("" if required else " (default $TINYBERT_DATA_DIR)"))
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the demo tasks' data: a folder holding sst2/, sms_spam/, squad_v1/ (default $TINYBERT_DATA_DIR)")
+
+
+# The flags that describe a user's own task and data (Hugging Face run_glue.py's conventions); see distill/tasks.py.
+TASK_DATA_FLAGS = ("train_file", "eval_file", "text_column", "text_pair_column", "label_column", "task_kind", "labels",
+                   "dataset_name", "dataset_config", "train_split", "eval_split")
+
+
+def add_task_data_arguments(parser: argparse.ArgumentParser, train: bool = True) -> None:
+    """Your own data: files (CSV, TSV, JSON Lines; SQuAD JSON for QA) or a hub dataset, its columns and labels."""
+    group = parser.add_argument_group("your own data (a new --task name; see docs/tasks.md)")
+    if train:
+        group.add_argument("--train-file", type=Path, metavar="F", help="training examples: .csv, .tsv, .jsonl, or SQuAD .json for QA")
+    group.add_argument("--eval-file", type=Path, metavar="F", help="evaluation examples, same format (default: a stratified 10%% of --train-file)")
+    group.add_argument("--text-column", metavar="C", help="default: sentence1 (with sentence2 as the pair) when present, else text or sentence")
+    group.add_argument("--text-pair-column", metavar="C", help="the second text of a sentence-pair task (default: sentence2 beside sentence1)")
+    group.add_argument("--label-column", metavar="C", help="default: label")
+    group.add_argument("--task-kind", choices=("classification", "qa"), help="default: classification (SQuAD JSON: qa)")
+    group.add_argument("--labels", nargs="+", metavar="L", help="the classes in the model's order (default: the teacher's id2label when it "
+                       "has a head, else the train file's label names sorted); rows may give a label by name or by index")
+    group.add_argument("--dataset-name", metavar="ID", help="a Hugging Face dataset id or local dataset folder, read with `datasets` "
+                       "(pip install 'tinybert-mobile[hub]')")
+    group.add_argument("--dataset-config", metavar="NAME", help="the dataset's configuration, e.g. sst2 of glue")
+    if train:
+        group.add_argument("--train-split", metavar="S", help="default: train")
+    group.add_argument("--eval-split", metavar="S", help="default: validation when present, else cut from the train split")
+
+
+def task_of_args(args: argparse.Namespace, name: str | None = None):
+    """The TaskSpec the flags describe (distill/tasks.py task_from_flags); standard library only."""
+    from distill.tasks import task_from_flags
+
+    flags = {flag: getattr(args, flag, None) for flag in TASK_DATA_FLAGS}
+    return task_from_flags(name if name is not None else args.task, **flags)
 
 
 def add_distill_arguments(parser: argparse.ArgumentParser) -> None:

@@ -40,7 +40,8 @@ def predict_logits(accelerator, model, features: list[dict], batch_size: int, de
 
 
 def evaluate(accelerator, model, task, tokenizer, examples: list[dict], settings, desc: str = "eval") -> dict[str, float]:
-    """{"accuracy", "f1"} for classification (F1 of the positive class), {"exact_match", "f1"} for QA.
+    """{"accuracy", "f1"} for classification (F1 of the positive class, macro F1 over 3 or more classes),
+    {"exact_match", "f1"} for QA.
 
     QA is scored on the windows the app runs: the task's length and stride (384 and 128 for SQuAD, within the
     model's positions), whatever length the model was trained at."""
@@ -54,4 +55,6 @@ def evaluate(accelerator, model, task, tokenizer, examples: list[dict], settings
     (logits,) = predict_logits(accelerator, model, features, settings.eval_batch_size, desc, tokenizer.pad_token_id)
     predictions = logits.argmax(-1)
     labels = [e["label"] for e in examples]
-    return {"accuracy": metrics.accuracy(predictions, labels), "f1": metrics.binary_f1(predictions, labels)}
+    classes = len(task.labels)
+    f1 = metrics.binary_f1(predictions, labels) if classes <= 2 else metrics.macro_f1(predictions, labels, classes)
+    return {"accuracy": metrics.accuracy(predictions, labels), "f1": f1}

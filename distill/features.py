@@ -15,7 +15,9 @@ FEATURE_KEYS = INPUT_NAMES  # the model inputs a feature carries, named as the b
 
 
 def classification_features(tokenizer, examples: list[dict], max_length: int) -> list[dict]:
-    encoded = tokenizer([e["text"] for e in examples], truncation=True, max_length=max_length)
+    """One feature per example: its text, or its text pair cut longest-first (as the phone's tokenizer cuts it)."""
+    pairs = [e["text_pair"] for e in examples] if examples and "text_pair" in examples[0] else None
+    encoded = tokenizer([e["text"] for e in examples], pairs, truncation=True, max_length=max_length)
     return [{**{k: encoded[k][i] for k in FEATURE_KEYS}, "labels": int(e["label"])} for i, e in enumerate(examples)]
 
 

@@ -40,9 +40,10 @@ def read_corpus(paths) -> list[str]:
 
 
 def task_texts(task, examples: list[dict]) -> list[str]:
-    """The texts of a task's training examples: sentences/messages, or each distinct SQuAD context and question."""
+    """The texts of a task's training examples: sentences/messages (both texts of a pair), or each distinct SQuAD
+    context and question."""
     if not task.is_qa:
-        return [e["text"] for e in examples]
+        return [text for e in examples for text in (e["text"], e.get("text_pair")) if text]
     contexts = list(dict.fromkeys(e["context"] for e in examples))
     return contexts + [e["question"] for e in examples]
 

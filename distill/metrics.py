@@ -1,4 +1,4 @@
-"""Task metrics: accuracy, F1 of the positive class, and SQuAD v1.1's official EM/F1."""
+"""Task metrics: accuracy, F1 of the positive class (macro F1 over 3 or more classes), and SQuAD v1.1's official EM/F1."""
 from __future__ import annotations
 
 import collections
@@ -17,6 +17,11 @@ def binary_f1(predictions, labels, positive: int = 1) -> float:
     fp = sum(p == positive and y != positive for p, y in pairs)
     fn = sum(p != positive and y == positive for p, y in pairs)
     return 0.0 if tp == 0 else 100.0 * 2 * tp / (2 * tp + fp + fn)
+
+
+def macro_f1(predictions, labels, classes: int) -> float:
+    """The mean over classes of each class's F1 (a rare class counts as much as a common one)."""
+    return sum(binary_f1(predictions, labels, positive=c) for c in range(classes)) / max(1, classes)
 
 
 def normalize_answer(text: str) -> str:

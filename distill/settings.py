@@ -81,9 +81,8 @@ _QUICK = {
                teacher_freeze_embeddings=True, general_epochs=1, general_lr=5e-4, general_max_texts=300,
                intermediate_epochs=1, intermediate_lr=5e-4, prediction_epochs=2, prediction_lr=3e-4),
 }
-# Per-task changes on top of the head's quick settings. Spam messages are longer, so two epochs per phase; a smaller
-# set made the student predict all-ham (docs/presets.md), so the set is not cut further.
-_QUICK_TASK = {"spam": dict(intermediate_epochs=2, prediction_epochs=2)}
+# A task may change any of these in its definition ("presets": {preset name: settings}, distill/task_definitions/): spam's
+# messages are longer, so two epochs per phase; a smaller set made the student predict all-ham (docs/presets.md).
 # medium: quick's teacher, then the measured levers for the student (docs/sentiment-ladder.md): general distillation
 # on 40,000 texts and task distillation on 20,000 unlabelled transfer texts, both from the train split.
 _MEDIUM = {
@@ -99,10 +98,9 @@ _MEDIUM = {
                general_embedding_init="teacher-pca", student_freeze_word_embeddings=True,
                intermediate_epochs=2, intermediate_lr=2e-4, prediction_epochs=4, prediction_lr=1e-4),
 }
-_MEDIUM_TASK = {"spam": dict(intermediate_epochs=3, prediction_epochs=3)}
-# Each preset is the task's defaults (the paper's, i.e. full) with these layers applied in order:
-# (per-head settings, per-task settings).
-_PRESET_LAYERS = {"quick": ((_QUICK, _QUICK_TASK),), "medium": ((_QUICK, _QUICK_TASK), (_MEDIUM, _MEDIUM_TASK)), "full": ()}
+# Each preset is the task's defaults (the paper's, i.e. full) with these layers applied in order, each layer the kind's
+# settings and then the task definition's own for that layer's name.
+_PRESET_LAYERS = {"quick": (("quick", _QUICK),), "medium": (("quick", _QUICK), ("medium", _MEDIUM)), "full": ()}
 PRESET_NAMES = tuple(_PRESET_LAYERS)
 # The student's start when --init is not given: general distillation, except for medium QA, which starts from the
 # fine-tuned teacher's own layers cut to the student's width (distill/narrowing.py). Why: docs/qa-student-start.md.
@@ -111,17 +109,18 @@ _PRESET_INIT = {"medium": {"qa": "teacher-layers"}}
 # task's student from that teacher's own layers: no general distillation, the whole budget goes to the student
 # (benchmarks/RESULTS.md, "Quick preset with the ready teachers").
 _READY_TEACHER_INIT = {"quick": "teacher-layers"}
-# ...and, for a student started that way, these settings on top of the preset, per head then per task (measured in
+# ...and, for a student started that way, these settings on top of the preset, per kind then the task definition's
+# "quick with a ready teacher" (measured in
 # benchmarks/RESULTS.md, "Quick preset with the ready teachers"): every word table on the 4-bit grid, so export can ship
 # the int8-words4 file at int8-dynamic's answers; the budget goes to more transfer data instead of more epochs. QA trains
 # on twice the questions without the intermediate phase (cheaper, and it scored higher than 1,400 questions with it) and
 # is scored on every held-out question, the figure its targets are set on. Training runs in bfloat16 where the CPU has
 # it (same students, 16-31% less training time).
 _READY_TEACHER_SETTINGS = {"quick": (
+    "quick with a ready teacher",
     {"classification": dict(student_word_bits=4, train_precision="auto"),
      "qa": dict(student_word_bits=4, train_precision="auto", max_train_examples=2800, max_eval_examples=None, intermediate_epochs=0, prediction_epochs=2,
                 prediction_lr=8e-4)},
-    {"sentiment": dict(max_train_examples=20000, intermediate_epochs=1, prediction_epochs=1), "spam": dict(max_train_examples=None, intermediate_epochs=1)},
 )}
 
 
@@ -130,12 +129,12 @@ def default_init(task: TaskSpec, preset: str, teacher_ready: bool = False) -> st
     with the task's head, so it is not fine-tuned here)."""
     if teacher_ready and preset in _READY_TEACHER_INIT:
         return _READY_TEACHER_INIT[preset]
-    return _PRESET_INIT.get(preset, {}).get(task.name, "general")
+    return _PRESET_INIT.get(preset, {}).get(task.kind, "general")
 
 
 # for --init's help in every command that takes it, so the help follows the table
 DEFAULT_INIT_HELP = "default: the preset's (" + ", ".join(
-    [f"{init} for {preset} {task}" for preset, tasks in _PRESET_INIT.items() for task, init in tasks.items()]
+    [f"{init} for {preset} {kind}" for preset, kinds in _PRESET_INIT.items() for kind, init in kinds.items()]
     + [f"{init} for {preset} with a teacher that has the task's head" for preset, init in _READY_TEACHER_INIT.items()]) + ", else general)"
 
 
@@ -224,12 +223,12 @@ def settings_for(task: TaskSpec, preset: str = "quick", overrides: dict | None =
     own start for it), which adds the preset's _READY_TEACHER_SETTINGS."""
     if preset not in PRESET_NAMES:
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESET_NAMES)}")
-    values = dict(max_seq_length=64 if task.name == "sentiment" else task.max_seq_length, doc_stride=task.doc_stride,
+    values = dict(max_seq_length=task.train_max_seq_length or task.max_seq_length, doc_stride=task.doc_stride,
                   max_query_length=task.max_query_length, max_answer_length=task.max_answer_length)
-    layers = _PRESET_LAYERS[preset] + ((_READY_TEACHER_SETTINGS.get(preset, ({}, {})),) if ready_teacher_start else ())
-    for by_head, by_task in layers:
-        values.update(by_head.get(task.head, {}))
-        values.update(by_task.get(task.name, {}))
+    layers = _PRESET_LAYERS[preset] + ((_READY_TEACHER_SETTINGS[preset],) if ready_teacher_start and preset in _READY_TEACHER_SETTINGS else ())
+    for name, by_kind in layers:
+        values.update(by_kind.get(task.kind, {}))
+        values.update(task.presets.get(name, {}))
     fields = {f.name for f in dataclasses.fields(DistillSettings)}
     unknown = sorted(set(overrides or {}) - fields)
     if unknown:

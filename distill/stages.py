@@ -8,11 +8,13 @@ a stage's folder whose record carries the same key; `force=True` redoes it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,12 +27,12 @@ from distill.attention_scores import encoder_of, freeze_word_embeddings
 from distill.objectives import IntermediateObjective, PredictionObjective
 from distill.run_folder import cached_record, check_writable, save_model_folder, weights_bytes, write_json
 from mobile_app.runtime.files import replace_dir
-from distill.settings import default_init, settings_for
+from distill.settings import DistillSettings, default_init, settings_for
 from distill.student import (TEACHER_LAYERS, check_general_source, load_general_encoder, load_teacher_layers, new_student,
                              resolve_shape, student_config, teacher_layer_map)
-from distill.tasks import get_task
+from distill.tasks import TASK_FILE, TaskSpec, example_inputs, get_task
 from distill.teacher import KEY_FILE as TEACHER_KEY_FILE
-from distill.teacher import (default_teacher, has_task_head, load_tokenizer, prepare_teacher, source_identity,
+from distill.teacher import (default_teacher, has_task_head, head_labels, load_tokenizer, prepare_teacher, source_identity,
                              task_features, teacher_config)
 from distill.soft_targets import with_teacher_logits
 from distill.word_grid import snap
@@ -65,75 +67,113 @@ def _parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@dataclass
 class _Run:
-    """Everything a run needs, validated before anything is written."""
-
-    def __init__(self, task, data_dir, out_dir, preset: str = "quick", teacher=None, student="tinybert-4l-312d", seed: int = 42,
-                 max_train_examples: int | None = None, max_eval_examples: int | None = None, overrides: dict | None = None,
-                 init: str | None = None, corpus=None):
-        self.task = get_task(task)
-        overrides = dict(overrides or {})
-        if max_train_examples is not None:
-            overrides["max_train_examples"] = max_train_examples
-        if max_eval_examples is not None:
-            overrides["max_eval_examples"] = max_eval_examples
-        self.preset, self.seed, self.out = preset, int(seed), Path(out_dir)
-        self.settings = settings_for(self.task, preset, overrides)  # checks the overrides before the teacher is read
-        self.shape = resolve_shape(student)
-        self.teacher_source = str(teacher) if teacher is not None else default_teacher()
-        self.teacher_config = teacher_config(self.teacher_source)
-        # a teacher with the task's head is used as it is (a head for another task or other labels is refused here)
-        self.teacher_ready = has_task_head(self.teacher_config, self.task, self.teacher_source)
-        if init is None and self.teacher_ready and default_init(self.task, preset, True) == TEACHER_LAYERS:
-            self.settings = settings_for(self.task, preset, overrides, ready_teacher_start=True)
-        positions = getattr(self.teacher_config, "max_position_embeddings", None)
-        if positions and self.settings.max_seq_length > positions:
-            raise UserError(f"max_seq_length {self.settings.max_seq_length} is longer than the teacher's {positions} position "
-                            f"embeddings; use --set max_seq_length={positions} or less")
-        self.student_config = student_config(self.shape, self.teacher_config, self.task.head, self.task.labels)
-        self.init = str(init) if init is not None else default_init(self.task, preset, self.teacher_ready)
-        named = ("random", "general", TEACHER_LAYERS)
-        if self.init not in named and not Path(self.init).exists() and self.init.count("/") != 1:
-            raise UserError(f"--init {self.init!r} is not 'random', 'general', '{TEACHER_LAYERS}', a folder or a hub id (owner/name)")
-        if self.init == TEACHER_LAYERS:
-            try:
-                self.teacher_layers = teacher_layer_map(self.shape, self.teacher_config)
-            except UserError as why:
-                if init is not None:
-                    raise
-                # the preset's start, not the caller's: a student the teacher's layers cannot seed starts from general
-                print(f"note: the {preset} preset starts {self.task.name} students from the teacher's layers, which cannot "
-                      f"seed this one ({why}); starting it from general distillation instead")
-                self.init = "general"
-                self.settings = settings_for(self.task, preset, overrides)  # the ready-teacher settings go with that start
-        if self.init == TEACHER_LAYERS:
-            # copied layers compute what the teacher's did only with the teacher's activation and LayerNorm epsilon
-            self.student_config.hidden_act = self.teacher_config.hidden_act
-            self.student_config.layer_norm_eps = self.teacher_config.layer_norm_eps
-        elif self.init not in named:
-            check_general_source(self.init, self.shape)
-        fixed_table = "student_word_bits" if self.settings.student_word_bits else "student_freeze_word_embeddings"
-        if (self.settings.student_freeze_word_embeddings or self.settings.student_word_bits) and (self.init == "random" or (
-                self.init == "general" and self.settings.general_embedding_init == "random")):
-            raise UserError(f"{fixed_table} would keep a random word table; start it from the teacher "
-                            "(--set general_embedding_init=teacher-pca with --init general) or from a checkpoint (--init PATH)")
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"--out {self.out} exists and is not a folder; pass a folder path")
-        check_writable(self.out)
-        self.corpus = read_corpus(corpus) if corpus else None
-        splits = self.task.load(data_dir) if self.corpus is None or data_dir is not None else {"train": [], "eval": []}
-        self.train = _sample(splits["train"], self.settings.max_train_examples, self.seed, keep_order=False)
-        # general distillation may read texts beyond the labelled subset: the whole train split, labels unused
-        self.unlabelled = _sample(splits["train"], None, self.seed, keep_order=False)
-        random.Random(self.seed).shuffle(self.unlabelled)
-        self.eval = _sample(splits["eval"], self.settings.max_eval_examples, self.seed, keep_order=True)
-        self.tokenizer = load_tokenizer(self.teacher_source)
+    """Everything a run needs, checked before anything is written: built by `_plan` from its steps."""
+    task: TaskSpec
+    preset: str
+    seed: int
+    out: Path
+    settings: DistillSettings
+    shape: object
+    teacher_source: str
+    teacher_config: object
+    teacher_ready: bool
+    student_config: object = None
+    init: str = "general"
+    teacher_layers: list | None = None
+    corpus: list[str] | None = None
+    train: list[dict] = field(default_factory=list)
+    unlabelled: list[dict] = field(default_factory=list)
+    eval: list[dict] = field(default_factory=list)
+    tokenizer: object = None
 
     def key(self) -> str:
         blob = {"task": self.task.name, "settings": self.settings.as_dict(), "shape": self.shape.__dict__, "seed": self.seed,
                 "init": self.init, "teacher": source_identity(self.teacher_source),
                 "data": hashlib.sha256(json.dumps([self.train, self.eval], sort_keys=True).encode()).hexdigest()}
+        if not self.task.builtin:  # a user's task: its labels and lengths decide the student too
+            blob["definition"] = {k: v for k, v in self.task.to_dict().items() if k not in ("data", "examples")}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _with_teacher(task, preset: str, seed: int, out_dir, teacher, student, overrides: dict) -> _Run:
+    """Step 1: the task (its labels fixed against the teacher's head), the teacher and the preset's settings."""
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    settings = settings_for(spec, preset, overrides)  # checks the overrides before the teacher is read
+    teacher_source = str(teacher) if teacher is not None else default_teacher()
+    config = teacher_config(teacher_source)
+    if not spec.labels:  # a user's task without --labels: the teacher's classes, else the train file's
+        spec = spec.resolved(head_labels(config))
+    ready = has_task_head(config, spec, teacher_source)  # a head for another task or other labels is refused here
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and settings.max_seq_length > positions:
+        raise UserError(f"max_seq_length {settings.max_seq_length} is longer than the teacher's {positions} position "
+                        f"embeddings; use --set max_seq_length={positions} or less")
+    return _Run(spec, preset, int(seed), Path(out_dir), settings, resolve_shape(student), teacher_source, config, ready)
+
+
+def _choose_start(run: _Run, init: str | None, overrides: dict) -> None:
+    """Step 2: the student's start and its config: the caller's --init, else the preset's (which may change settings)."""
+    if init is None and run.teacher_ready and default_init(run.task, run.preset, True) == TEACHER_LAYERS:
+        run.settings = settings_for(run.task, run.preset, overrides, ready_teacher_start=True)
+    run.student_config = student_config(run.shape, run.teacher_config, run.task.head, run.task.labels)
+    run.init = str(init) if init is not None else default_init(run.task, run.preset, run.teacher_ready)
+    named = ("random", "general", TEACHER_LAYERS)
+    if run.init not in named and not Path(run.init).exists() and run.init.count("/") != 1:
+        raise UserError(f"--init {run.init!r} is not 'random', 'general', '{TEACHER_LAYERS}', a folder or a hub id (owner/name)")
+    if run.init == TEACHER_LAYERS:
+        try:
+            run.teacher_layers = teacher_layer_map(run.shape, run.teacher_config)
+        except UserError as why:
+            if init is not None:
+                raise
+            # the preset's start, not the caller's: a student the teacher's layers cannot seed starts from general
+            print(f"note: the {run.preset} preset starts {run.task.name} students from the teacher's layers, which cannot "
+                  f"seed this one ({why}); starting it from general distillation instead")
+            run.init = "general"
+            run.settings = settings_for(run.task, run.preset, overrides)  # the ready-teacher settings go with that start
+    if run.init == TEACHER_LAYERS:
+        # copied layers compute what the teacher's did only with the teacher's activation and LayerNorm epsilon
+        run.student_config.hidden_act = run.teacher_config.hidden_act
+        run.student_config.layer_norm_eps = run.teacher_config.layer_norm_eps
+    elif run.init not in named:
+        check_general_source(run.init, run.shape)
+    fixed_table = "student_word_bits" if run.settings.student_word_bits else "student_freeze_word_embeddings"
+    if (run.settings.student_freeze_word_embeddings or run.settings.student_word_bits) and (run.init == "random" or (
+            run.init == "general" and run.settings.general_embedding_init == "random")):
+        raise UserError(f"{fixed_table} would keep a random word table; start it from the teacher "
+                        "(--set general_embedding_init=teacher-pca with --init general) or from a checkpoint (--init PATH)")
+
+
+def _load_data(run: _Run, data_dir, corpus) -> None:
+    """Step 3: the output folder checked, then the examples: the train subset, the unlabelled texts, the eval split."""
+    if run.out.exists() and not run.out.is_dir():
+        raise UserError(f"--out {run.out} exists and is not a folder; pass a folder path")
+    check_writable(run.out)
+    run.corpus = read_corpus(corpus) if corpus else None
+    splits = run.task.load(data_dir) if run.corpus is None or data_dir is not None or not run.task.builtin else {"train": [], "eval": []}
+    run.train = _sample(splits["train"], run.settings.max_train_examples, run.seed, keep_order=False)
+    # general distillation may read texts beyond the labelled subset: the whole train split, labels unused
+    run.unlabelled = _sample(splits["train"], None, run.seed, keep_order=False)
+    random.Random(run.seed).shuffle(run.unlabelled)
+    run.eval = _sample(splits["eval"], run.settings.max_eval_examples, run.seed, keep_order=True)
+    run.tokenizer = load_tokenizer(run.teacher_source)
+
+
+def _plan(task, data_dir, out_dir, preset: str = "quick", teacher=None, student="tinybert-4l-312d", seed: int = 42,
+          max_train_examples: int | None = None, max_eval_examples: int | None = None, overrides: dict | None = None,
+          init: str | None = None, corpus=None) -> _Run:
+    """The run, checked step by step before anything is written."""
+    overrides = dict(overrides or {})
+    if max_train_examples is not None:
+        overrides["max_train_examples"] = max_train_examples
+    if max_eval_examples is not None:
+        overrides["max_eval_examples"] = max_eval_examples
+    run = _with_teacher(task, preset, seed, out_dir, teacher, student, overrides)
+    _choose_start(run, init, overrides)
+    _load_data(run, data_dir, corpus)
+    return run
 
 
 def _teacher_stage(run: _Run, accelerator, budget, resume: bool, force: bool):
@@ -228,6 +268,9 @@ def _task_stage(run: _Run, accelerator, budget, resume: bool, teacher, teacher_i
             teacher_dir = Path(teacher_info["dir"])
             report["teacher"]["weights_bytes"] = weights_bytes(teacher_dir) if teacher_dir.is_dir() else None
             write_json(stage / REPORT_FILE, report)
+            # the task the student answers, with the inputs its bundle will offer: export and verify read this one definition
+            task = dataclasses.replace(run.task, examples=example_inputs(run.task, run.eval))
+            write_json(stage / TASK_FILE, task.to_dict())
         shutil.rmtree(run.out / "checkpoints", ignore_errors=True)
         print(f"{run.task.name}: teacher {metric} {teacher_metrics[metric]:.2f}, student {student_metrics[metric]:.2f} "
               f"(retention {100 * (report['retention'] or 0):.1f}%), {report['student']['parameters']:,} student parameters, "
@@ -272,37 +315,37 @@ def _distil(run: _Run, earlier_stages: bool, resume: bool, stop_after_epochs: in
     return _task_stage(run, accelerator, budget, resume, teacher, teacher_info, general_info, timings, began)
 
 
-def run_task(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+def run_task(task: TaskSpec | str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
              accelerator=None, **options) -> Path:
     """Every stage for `task`: teacher, general distillation (when the student starts from it), task distillation.
 
-    Returns OUT/student/. `options` are what decides the student (`_Run`): `preset`; `teacher`, a BERT folder or hub
-    id (default: the offline MiniLM-L6-H384 base; one that already has the task's head is used as is); `student`, a
+    Returns OUT/student/. `task` is a TaskSpec or a demo task's name; `options` are what decides the student (`_plan`):
+    `preset`; `teacher`, a BERT folder or hub id (default: the offline MiniLM-L6-H384 base; one that already has the task's head is used as is); `student`, a
     preset name or {"layers", "hidden", "heads", "intermediate"}; `init`: "random", "general" (our general
     distillation, OUT/general/), "teacher-layers", a general TinyBERT folder / hub id, or None for the preset's start
     (`default_init`); `seed`; `max_train_examples`, `max_eval_examples`; `overrides` (any DistillSettings field).
     `stop_after_epochs` stops after that many epochs (raises Interrupted); `resume=True` continues from
     OUT/checkpoints/. Each stage reuses its folder when its key matches; `force=True` redoes them.
     """
-    return _distil(_Run(task, data_dir, out_dir, **options), True, resume, stop_after_epochs, force, accelerator)
+    return _distil(_plan(task, data_dir, out_dir, **options), True, resume, stop_after_epochs, force, accelerator)
 
 
-def run_student(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+def run_student(task: TaskSpec | str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
                 accelerator=None, **options) -> Path:
     """Task distillation only, from the teacher stage's folder (and the general stage's with init general)."""
-    return _distil(_Run(task, data_dir, out_dir, **options), False, resume, stop_after_epochs, force, accelerator)
+    return _distil(_plan(task, data_dir, out_dir, **options), False, resume, stop_after_epochs, force, accelerator)
 
 
-def run_teacher(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+def run_teacher(task: TaskSpec | str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
                 accelerator=None, **options) -> Path:
     """The teacher stage only: the given teacher when it has the task's head, else it fine-tuned into OUT/teacher/."""
-    run = _Run(task, data_dir, out_dir, **options)
+    run = _plan(task, data_dir, out_dir, **options)
     _, info = _teacher_stage(run, accelerator or make_accelerator(), EpochBudget(stop_after_epochs), resume, force)
     return Path(info["dir"])
 
 
-def run_general(task: str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
+def run_general(task: TaskSpec | str, data_dir, out_dir, *, resume: bool = False, stop_after_epochs: int | None = None, force: bool = False,
                 accelerator=None, **options) -> Path:
     """General distillation only, into OUT/general/: on `corpus` text files, else on the task's training texts."""
-    run = _Run(task, data_dir, out_dir, **{**options, "init": "general"})
+    run = _plan(task, data_dir, out_dir, **{**options, "init": "general"})
     return Path(_general_stage(run, accelerator or make_accelerator(), EpochBudget(stop_after_epochs), resume, force)["dir"])

@@ -60,6 +60,14 @@ BASE_ARCHITECTURES = ("", "BertModel", "BertForMaskedLM", "BertForPreTraining", 
 GENERIC_LABEL = re.compile(r"LABEL_\d+")
 
 
+def head_labels(config) -> list[str] | None:
+    """The class names of a teacher that has a classification head, in logit order; None for any other teacher."""
+    arch = (config.architectures or [""])[0]
+    if arch in BASE_ARCHITECTURES or not arch.endswith("ForSequenceClassification"):
+        return None
+    return [str(config.id2label.get(i, config.id2label.get(str(i), ""))) for i in range(config.num_labels)]
+
+
 def has_task_head(config, task, source: str = "the teacher") -> bool:
     """True when the teacher already has the task's head and labels (it is used as it is), False for a base encoder
     (its head is fine-tuned first); a head for another task or other labels is refused (UserError, one line)."""

@@ -175,7 +175,7 @@ def export_coreml(student_dir, bundle_dir, variants=("fp16",), task: str | None 
     for variant, reason in gaps.items():
         tqdm.write(f"coreml: {variant} not exported: {reason}")
     variants = [v for v in variants if v not in gaps]
-    spec = resolve_task(student_dir, task, wrapper.head)
+    spec = resolve_task(student_dir, task, wrapper.head, model.config, bundle_dir)
     check_labels(model, spec)
     buckets = check_buckets(buckets or spec.buckets, model.config.max_position_embeddings)
     if flexible == "enumerated" and len(buckets) < 2:

@@ -24,11 +24,11 @@ def pad_to_bucket(input_ids, attention_mask, token_type_ids, bucket: int, pad_id
     return padded
 
 
-def encode_classification(tokenizer, text: str, max_length: int):
-    """One encoded text (input_ids, token_type_ids, attention_mask lists) as the app encodes it."""
+def encode_classification(tokenizer, text: str, max_length: int, text_pair: str | None = None):
+    """One encoded text or text pair (input_ids, token_type_ids, attention_mask lists) as the app encodes it."""
     from mobile_app.runtime.classify import encode_text
 
-    return encode_text(tokenizer, text, max_length)
+    return encode_text(tokenizer, text, max_length, text_pair)
 
 
 def qa_windows(tokenizer, example: dict, settings: dict, max_seq_length: int | None = None) -> list:
@@ -52,7 +52,7 @@ def calibration_set(spec, tokenizer, settings: dict, train_examples: list[dict],
             if spec.is_qa:
                 encoding = qa_windows(tokenizer, example, settings, max_seq_length=bucket)[0]
             else:
-                encoding = encode_classification(tokenizer, example["text"], bucket)
+                encoding = encode_classification(tokenizer, example["text"], bucket, example.get("text_pair"))
             ids, mask, types = encoded_fields(encoding)
             rows.append(pad_to_bucket(ids, mask, types, bucket, tokenizer.pad_id))
         result[signature_key(bucket)] = rows

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from mobile_app.runtime.errors import UserError
-from distill.tasks import TaskSpec, get_task
+from distill.tasks import TASK_NAME, DEFAULT_BUCKETS, DEFAULT_MAX_SEQ_LENGTH, TASK_FILE, DataSource, TaskSpec, demo_task_names, get_task, read_task_file
 from mobile_app.runtime.contract import VOCAB_NAME
 from mobile_app.runtime.tokenizer import write_vocab as write_tokens
 
@@ -23,18 +23,38 @@ def _read_json(path: Path) -> dict:
         raise UserError(f"cannot read {path} ({error}); re-save the student folder") from None
 
 
-def resolve_task(student_dir: str | Path, task: str | None, head: str) -> TaskSpec:
-    """The task of a student: --task, else distill_report.json's "task"; its head must match the model's."""
+def resolve_task(student_dir: str | Path, task: str | None, head: str, config=None, bundle_dir: str | Path | None = None) -> TaskSpec:
+    """The task a model answers: the definition saved with a distilled student (task.json), else the demo task named by
+    --task or its distill_report.json, else a task made from the model itself (a fine-tuned model exported as it is):
+    named by --task or the bundle folder, its kind from the head and its labels from the config. Its head must match."""
     student_dir = Path(student_dir)
-    if task is None:
-        report = student_dir / DISTILL_REPORT
-        task = _read_json(report).get("task") if report.is_file() else None
+    if (student_dir / TASK_FILE).is_file():
+        spec = read_task_file(student_dir / TASK_FILE)
+        if task is not None and task != spec.name:
+            raise UserError(f"{student_dir} was distilled for task {spec.name!r}, not {task!r}; drop --task or pass --task {spec.name}")
+    else:
         if task is None:
-            raise UserError(f"cannot tell the task of {student_dir} (no {DISTILL_REPORT} with a \"task\"); pass --task")
-    spec = get_task(task)
+            report = student_dir / DISTILL_REPORT
+            task = _read_json(report).get("task") if report.is_file() else None
+        if task is None and bundle_dir is not None:
+            task = Path(bundle_dir).name
+            if not TASK_NAME.fullmatch(task):
+                raise UserError(f"cannot name the task after the bundle folder {task!r} (letters, digits, '_', '-', '.'); pass --task NAME")
+        if task is None:
+            raise UserError(f"cannot tell the task of {student_dir} (no {TASK_FILE}); pass --task NAME")
+        spec = get_task(task) if task in demo_task_names() else _task_of_model(task, head, config)
     if spec.head != head:
         raise UserError(f"{student_dir} is a {head} model but task {spec.name!r} needs a {spec.head} model; pass the right --task or student")
     return spec
+
+
+def _task_of_model(name: str, head: str, config) -> TaskSpec:
+    """A task for a fine-tuned model that came with no definition: its head's kind and its config's labels."""
+    labels = ()
+    if head == "classification" and config is not None:
+        labels = tuple(str(config.id2label.get(i, config.id2label.get(str(i), f"LABEL_{i}"))) for i in range(config.num_labels))
+    return TaskSpec(name=name, kind=head, labels=labels, data=DataSource(), title=name.replace("_", " ").capitalize(),
+                    max_seq_length=DEFAULT_MAX_SEQ_LENGTH[head], buckets=DEFAULT_BUCKETS[head]).checked(f"--task {name}")
 
 
 def check_labels(model, spec: TaskSpec) -> None:

@@ -151,7 +151,7 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=DE
     if grid_gaps and len(set(grid_gaps) | set(gaps)) == len(precisions):
         raise UserError(f"{next(iter(grid_gaps))} cannot be made from {student_dir}: {next(iter(grid_gaps.values()))}; "
                         f"nothing was written to {bundle_dir}")
-    spec = resolve_task(student_dir, task, model.head)
+    spec = resolve_task(student_dir, task, model.head, model.model.config, bundle_dir)
     check_labels(model.model, spec)
     buckets = check_buckets(buckets or spec.buckets, model.max_positions)
     tokenizer = tokenizer_settings(student_dir, spec, buckets)

@@ -1,7 +1,8 @@
-"""The Kivy demo app: one tab per task, each running its bundle from BUNDLES/<task>/ through the runtime.
+"""The Kivy demo app: one tab per bundle found in BUNDLES/, each running its model through the runtime.
 
-`DemoApp(bundles_dir).run()` starts it; `python -m mobile_app --bundles DIR` is the command line.
-A task whose bundle is missing or broken gets a screen that says how to build it, never a crash.
+`DemoApp(bundles_dir).run()` starts it; `python -m mobile_app --bundles DIR` is the command line. Everything a tab
+shows comes from its bundle: the title, the labels, one text or a text pair, the example inputs. A bundle that is
+refused, or a folder without bundles, gets a screen that says how to build one, never a crash.
 """
 from __future__ import annotations
 
@@ -17,45 +18,61 @@ from kivy.core.window import Window
 from kivy.metrics import dp, sp
 from kivy.uix.tabbedpanel import TabbedPanel, TabbedPanelItem
 
-from mobile_app import examples
-from mobile_app.runtime.bundle import BundleError
 from mobile_app.runtime import load_task
+from mobile_app.runtime.bundle import BundleError, find_bundles, read_manifest
 from mobile_app.screens import BACKGROUND, AnswerScreen, ClassifyScreen, MissingBundleScreen, artifact_title
 
-TASKS = tuple(examples.TASK_TITLES)
-TASK_EXAMPLES = {"sentiment": examples.SENTIMENT, "spam": examples.SPAM, "qa": examples.QA}
+NO_BUNDLES = "bundles"  # the one tab of a folder without bundles
 log = logging.getLogger("mobile_app")
 SCREEN_TIMEOUT_S = 120.0  # --screenshot gives up on a screen whose inference never comes back
 
 
-def task_screen(bundles_dir: str | Path, task: str, fmt: str = "tflite"):
-    """The screen for one task: a ClassifyScreen/AnswerScreen on its bundle, or a MissingBundleScreen saying why not."""
-    bundle_dir = Path(bundles_dir) / task
+def task_screen(bundle_dir: str | Path, fmt: str = "tflite"):
+    """The screen of one bundle: a ClassifyScreen/AnswerScreen on it, or a MissingBundleScreen saying why not."""
+    bundle_dir = Path(bundle_dir)
+    task = bundle_dir.name
     try:
-        runner = load_task(bundle_dir, task=task, fmt=fmt)
+        runner = load_task(bundle_dir, fmt=fmt)
     except BundleError as error:
         return MissingBundleScreen(task, bundle_dir, str(error), fmt)
     except Exception as error:  # e.g. an interpreter that rejects the model on a phone: show it, keep the other tabs
         log.exception("opening the %s bundle failed", task)
         return MissingBundleScreen(task, bundle_dir, f"the {fmt} model could not be opened ({type(error).__name__}: {error})", fmt)
     screen_type = AnswerScreen if runner.manifest.get("head") == "qa" else ClassifyScreen
-    return screen_type(task, runner, TASK_EXAMPLES[task])
+    return screen_type(task, runner, runner.manifest.get("examples") or [])
+
+
+def tab_title(bundle_dir: Path) -> str:
+    """The bundle's own title (its folder name when the manifest cannot be read)."""
+    try:
+        return str(read_manifest(bundle_dir).get("title") or bundle_dir.name)
+    except BundleError:
+        return bundle_dir.name
 
 
 class DemoRoot(TabbedPanel):
-    """The tabs: Sentiment, Spam, Question answering; `screens[task]` is each tab's content."""
+    """One tab per bundle in `bundles_dir`; `screens[name]` is the content of the tab of bundle folder `name`."""
 
     def __init__(self, bundles_dir: str | Path, start_task: str | None = None, fmt: str = "tflite", **kwargs):
         super().__init__(do_default_tab=False, tab_height=dp(42), background_color=BACKGROUND, **kwargs)
         self.screens = {}
         self.tabs = {}
-        for task in TASKS:
-            tab = TabbedPanelItem(text=examples.TASK_TITLES[task], font_size=sp(15))
-            tab.content = self.screens[task] = task_screen(bundles_dir, task, fmt)
-            self.add_widget(tab)
-            self.tabs[task] = tab
-        self.bind(width=lambda panel, w: setattr(panel, "tab_width", w / len(TASKS)))
-        Clock.schedule_once(lambda _dt: self.show(start_task or TASKS[0]))
+        found = find_bundles(bundles_dir)
+        for bundle_dir in found:
+            self._add_tab(bundle_dir.name, tab_title(bundle_dir), task_screen(bundle_dir, fmt))
+        if not found:
+            self._add_tab(NO_BUNDLES, "No bundles", MissingBundleScreen(None, Path(bundles_dir), f"no bundles in {bundles_dir}", fmt))
+        self.order = list(self.tabs)
+        # tabs share the width; past four they keep a readable width and the strip scrolls
+        self.bind(width=lambda panel, w: setattr(panel, "tab_width", max(w / len(self.order), min(w / 4, dp(120)))))
+        Clock.schedule_once(lambda _dt: self.show(start_task if start_task in self.tabs else self.order[0]))
+
+    def _add_tab(self, name: str, title: str, screen) -> None:
+        tab = TabbedPanelItem(text=title, font_size=sp(15), shorten=True, shorten_from="right")
+        tab.bind(size=lambda item, size: setattr(item, "text_size", (size[0] - dp(8), None)))
+        tab.content = self.screens[name] = screen
+        self.add_widget(tab)
+        self.tabs[name] = tab
 
     def show(self, task: str) -> None:
         """Bring a task's tab to the front."""
@@ -84,7 +101,7 @@ class ScreenshotTour:
         task = self.order.pop(0)
         self.app.root.show(task)
         screen = self.app.root.screens[task]
-        if hasattr(screen, "tap_example"):
+        if getattr(screen, "examples", None):
             screen.tap_example(0)
         self._wait(task, screen, time.perf_counter())
 
@@ -130,8 +147,9 @@ class DemoApp(App):
 
     def on_start(self):
         if self.screenshot_dir is not None:
-            first = self.start_task or TASKS[0]
-            self.tour = ScreenshotTour(self, self.screenshot_dir, [first] + [t for t in TASKS if t != first])
+            order = self.root.order
+            first = self.start_task if self.start_task in order else order[0]
+            self.tour = ScreenshotTour(self, self.screenshot_dir, [first] + [t for t in order if t != first])
             self.tour.start()
 
 

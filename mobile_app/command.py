@@ -8,13 +8,12 @@ import argparse
 import os
 from pathlib import Path
 
-from mobile_app.runtime.contract import TASK_NAMES
 from mobile_app.runtime.errors import UserError
 
 
 def add_app_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder holding sentiment/, spam/ and qa/ bundles (default: bundles)")
-    parser.add_argument("--task", choices=TASK_NAMES, help="tab to open first")
+    parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder of bundles, one tab each (default: bundles)")
+    parser.add_argument("--task", metavar="NAME", help="the tab to open first: a bundle folder's name")
     parser.add_argument("--format", choices=("tflite", "coreml"), default="tflite",
                         help="artifacts to run: tflite (default) or coreml (macOS, needs coremltools)")
     parser.add_argument("--screenshot", type=Path, metavar="OUT_DIR",
@@ -33,7 +32,12 @@ def add_app_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def check_app_args(args: argparse.Namespace) -> None:
-    """Refuse a --screenshot folder that cannot be written to."""
+    """Refuse a --task that names no bundle and a --screenshot folder that cannot be written to."""
+    from mobile_app.runtime.bundle import find_bundles
+
+    names = [bundle.name for bundle in find_bundles(args.bundles)]
+    if args.task is not None and names and args.task not in names:
+        raise UserError(f"--task {args.task!r} is not a bundle in {args.bundles}; it holds: {', '.join(names)}")
     folder = args.screenshot
     if folder is None:
         return

@@ -17,8 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
-from mobile_app.runtime.contract import TASK_NAMES as TASKS
+from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, find_bundles, load_manifest
 from mobile_app.runtime.files import replace_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -71,11 +70,11 @@ def slice_bundle(src: Path, dst: Path, fmt: str, precisions: list[str] | None) -
 
 
 def stage_app(bundles_dir: str | Path, out_dir: str | Path, fmt: str = "tflite", precisions: list[str] | None = None) -> dict[str, int]:
-    """Write out_dir = main.py + mobile_app/ + bundles/<task>/ (tasks whose bundle exists); {task: bytes staged}."""
+    """Write out_dir = main.py + mobile_app/ + bundles/<name>/ (every bundle in bundles_dir); {name: bytes staged}."""
     bundles_dir, out_dir = Path(bundles_dir), Path(out_dir).resolve()
-    found = [t for t in TASKS if (bundles_dir / t / MANIFEST_NAME).is_file()]
+    found = [bundle.name for bundle in find_bundles(bundles_dir)]
     if not found:
-        raise BundleError(f"no bundles in {bundles_dir} (expected {', '.join(t + '/' for t in TASKS)}); build them with `make demo`")
+        raise BundleError(f"no bundles in {bundles_dir} (no <name>/{MANIFEST_NAME}); build them with `make demo` or `python -m export`")
     with replace_dir(out_dir) as stage:
         _copy_package(PACKAGE_DIR, stage / "mobile_app")
         (stage / "main.py").write_text(MAIN_PY, encoding="utf-8")
@@ -88,7 +87,7 @@ def stage_app(bundles_dir: str | Path, out_dir: str | Path, fmt: str = "tflite",
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mobile_app.package_app", description=__doc__.splitlines()[0])
-    parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder holding sentiment/, spam/, qa/ (default: bundles)")
+    parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder of bundles, each packaged (default: bundles)")
     parser.add_argument("--out", type=Path, default=Path("build/android_app"), help="folder to stage (default: build/android_app, buildozer.spec's source.dir)")
     parser.add_argument("--format", choices=("tflite", "coreml"), default="tflite", help="artifacts to keep: tflite for Android, coreml for iOS")
     parser.add_argument("--precisions", nargs="+", metavar="P",

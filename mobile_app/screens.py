@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from kivy.clock import Clock
 from kivy.graphics import Color, Rectangle
@@ -248,48 +247,67 @@ class TaskScreen(Backdrop):
 
 
 class ClassifyScreen(TaskScreen):
-    """Sentiment or spam: a text box in, the label with a confidence bar per class out."""
+    """A classifier: a text (or a text pair) in, the label with a confidence bar per class out; many classes scroll."""
+
+    @property
+    def is_pair(self) -> bool:
+        return bool(self.runner.manifest.get("text_pair"))
 
     def example_title(self, example):
-        return example
+        return example["text"] + (f"  |  {example['text_pair']}" if example.get("text_pair") else "")
 
     def build_inputs(self):
-        self.text_input = TextInput(hint_text="Type a sentence or an SMS", multiline=True, font_size=sp(15),
-                                    size_hint_y=None, height=dp(96))
+        hint = "First text" if self.is_pair else "Type a text to classify"
+        self.text_input = TextInput(hint_text=hint, multiline=True, font_size=sp(15), size_hint_y=None,
+                                    height=dp(64 if self.is_pair else 96))
         self.add_widget(self.text_input)
+        self.pair_input = None
+        if self.is_pair:
+            self.pair_input = TextInput(hint_text="Second text", multiline=True, font_size=sp(15), size_hint_y=None, height=dp(64))
+            self.add_widget(self.pair_input)
 
     def fill_inputs(self, example):
-        self.text_input.text = example
+        self.text_input.text = example["text"]
         self.text_input.cursor = (0, 0)
+        if self.pair_input is not None:
+            self.pair_input.text = example.get("text_pair", "")
+            self.pair_input.cursor = (0, 0)
 
     def read_inputs(self):
         text = self.text_input.text
-        if not text.strip():
-            raise InputProblem("Type some text (or tap an example) before pressing Run.")
-        return (text,)
+        pair = self.pair_input.text if self.pair_input is not None else None
+        if not text.strip() or (pair is not None and not pair.strip()):
+            raise InputProblem("Type some text (or tap an example) before pressing Run." if pair is None else
+                               "Type both texts (or tap an example) before pressing Run.")
+        return (text, pair)
 
-    def infer(self, text):
-        return self.runner.classify(text)
+    def infer(self, text, pair):
+        return self.runner.classify(text, pair)
 
     def build_result(self):
         box = BoxLayout(orientation="vertical", spacing=dp(6))
         self.label_view = Label(text="", font_size=sp(26), bold=True, size_hint_y=None, height=dp(40),
-                                halign="left", valign="middle")
+                                halign="left", valign="middle", shorten=True, shorten_from="right")
         self.label_view.bind(size=lambda lbl, s: setattr(lbl, "text_size", s))
         box.add_widget(self.label_view)
+        rows = GridLayout(cols=1, spacing=dp(6), size_hint_y=None)
+        rows.bind(minimum_height=rows.setter("height"))
         self.class_rows = {}
         for name in self.runner.manifest.get("labels", []):
             row = BoxLayout(size_hint_y=None, height=dp(24), spacing=dp(8))
-            name_label = Label(text=str(name), font_size=sp(14), size_hint_x=None, width=dp(90), halign="left", valign="middle")
+            name_label = Label(text=str(name), font_size=sp(14), size_hint_x=None, width=dp(110), halign="left", valign="middle",
+                               shorten=True, shorten_from="right")
             name_label.bind(size=lambda lbl, s: setattr(lbl, "text_size", s))
             bar = ConfidenceBar(size_hint_y=None, height=dp(14), pos_hint={"center_y": 0.5})
             percent = Label(text="", font_size=sp(14), size_hint_x=None, width=dp(60))
             row.add_widget(name_label)
             row.add_widget(bar)
             row.add_widget(percent)
-            box.add_widget(row)
+            rows.add_widget(row)
             self.class_rows[str(name)] = (bar, percent)
-        box.add_widget(Widget())
+        scroll = ScrollView(do_scroll_x=False, bar_width=dp(4))  # as many classes as the bundle has: they scroll
+        scroll.add_widget(rows)
+        box.add_widget(scroll)
         self.add_widget(box)
 
     def show_result(self, prediction):
@@ -305,7 +323,7 @@ class AnswerScreen(TaskScreen):
     """Extractive QA: a question and a passage in, the answer highlighted in the passage out."""
 
     def example_title(self, example):
-        return example[0]
+        return example["question"]
 
     def build_inputs(self):
         self.question_input = TextInput(hint_text="Question", multiline=False, font_size=sp(15), size_hint_y=None, height=dp(40))
@@ -315,7 +333,7 @@ class AnswerScreen(TaskScreen):
         self.add_widget(self.passage_input)
 
     def fill_inputs(self, example):
-        self.question_input.text, self.passage_input.text = example
+        self.question_input.text, self.passage_input.text = example["question"], example["context"]
         self.question_input.cursor = self.passage_input.cursor = (0, 0)  # show the start, not the end
 
     def read_inputs(self):
@@ -348,21 +366,26 @@ class AnswerScreen(TaskScreen):
 
 
 class MissingBundleScreen(Backdrop):
-    """Shown instead of a task screen when its bundle cannot be loaded; says how to build it."""
+    """Shown instead of a task screen when a bundle cannot be loaded (task: its folder) or there is none (task None);
+    says how to build one."""
 
-    def __init__(self, task: str, bundle_dir, problem: str, fmt: str = "tflite", **kwargs):
+    def __init__(self, task: str | None, bundle_dir, problem: str, fmt: str = "tflite", **kwargs):
         super().__init__(padding=dp(18), spacing=dp(12), **kwargs)
         self.task = task
         self.problem = problem
-        # a bundle that is there but refused (tampered, mixed, wrong task) is not a missing one
-        refused = (Path(bundle_dir) / "bundle.json").is_file()
-        self.add_widget(wrapped_label(f"The {task} model was refused" if refused else f"No {task} model yet", font_size=22, bold=True))
-        self.add_widget(wrapped_label(f"The app looks for a {task} bundle in {bundle_dir}, and could not load it:", font_size=15))
+        if task is None:
+            self.add_widget(wrapped_label("No models yet", font_size=22, bold=True))
+            self.add_widget(wrapped_label(f"The app shows one tab per bundle in {bundle_dir}, and found none:", font_size=15))
+            target = f"{bundle_dir}/NAME"
+        else:  # a bundle that is there but refused (tampered, mixed, unreadable)
+            self.add_widget(wrapped_label(f"The {task} model was refused", font_size=22, bold=True))
+            self.add_widget(wrapped_label(f"The app could not load the bundle in {bundle_dir}:", font_size=15))
+            target = str(bundle_dir)
         self.add_widget(wrapped_label(problem, font_size=14, color=(1, 0.6, 0.5, 1)))
-        self.add_widget(wrapped_label("Build the bundles of all three tasks with:", font_size=14, color=MUTED))
+        self.add_widget(wrapped_label("Build the demo bundles with:", font_size=14, color=MUTED))
         self.add_widget(wrapped_label("make demo", font_size=14, font_name=MONOSPACE))
-        self.add_widget(wrapped_label("or export one student model with:", font_size=14, color=MUTED))
-        self.add_widget(wrapped_label(f"python -m export {fmt} STUDENT_DIR --task {task} --out {bundle_dir}", font_size=14, font_name=MONOSPACE))
-        self.add_widget(wrapped_label("then start the app again with --bundles pointing at the folder that holds "
-                                      "sentiment/, spam/ and qa/.", font_size=14, color=MUTED))
+        self.add_widget(wrapped_label("or export a model of your own with:", font_size=14, color=MUTED))
+        self.add_widget(wrapped_label(f"python -m export {fmt} MODEL_DIR --out {target}", font_size=14, font_name=MONOSPACE))
+        self.add_widget(wrapped_label("then start the app again with --bundles pointing at the folder that holds them.",
+                                      font_size=14, color=MUTED))
         self.add_widget(Widget())

@@ -154,7 +154,6 @@ def test_sentiment_tab_shows_the_runtime_prediction_for_typed_text(demo_root, mo
 
 
 def test_spam_tab_runs_a_tapped_example_and_the_precision_picker_switches_artifacts(demo_root, mounted, bundles_dir, shots_dir):
-    from mobile_app.examples import SPAM
     from mobile_app.runtime import load_task
 
     root = mounted(demo_root)
@@ -165,9 +164,10 @@ def test_spam_tab_runs_a_tapped_example_and_the_precision_picker_switches_artifa
 
     tap(screen.example_buttons[0])
     pump(until=lambda: not screen.busy, frames=3)
-    assert screen.text_input.text == SPAM[0]
+    first = screen.runner.manifest["examples"][0]["text"]  # the bundle's own examples, from the task's definition
+    assert screen.text_input.text == first
     reference = load_task(bundles_dir / "spam", task="spam")
-    assert screen.last_result.label == reference.classify(SPAM[0])[0].label
+    assert screen.last_result.label == reference.classify(first)[0].label
     assert screen.last_result.label in ("ham", "spam")
 
     other = next(p for p in PRECISIONS if p != screen.runner.precision)
@@ -175,13 +175,12 @@ def test_spam_tab_runs_a_tapped_example_and_the_precision_picker_switches_artifa
     assert screen.runner.precision == other
     run_and_wait(screen)
     reference.set_precision(other)
-    assert screen.last_result.label == reference.classify(SPAM[0])[0].label
+    assert screen.last_result.label == reference.classify(first)[0].label
     assert screen.artifact_label.text.endswith(f"tflite {other}") and screen.status.text.startswith(f"tflite {other}")
     save_png(root, shots_dir, "spam.png")
 
 
 def test_qa_tab_highlights_the_runtime_answer_in_the_passage(demo_root, mounted, bundles_dir, shots_dir):
-    from mobile_app.examples import QA
     from mobile_app.runtime import load_task
     from mobile_app.screens import HIGHLIGHT_HEX, AnswerScreen
 
@@ -190,7 +189,7 @@ def test_qa_tab_highlights_the_runtime_answer_in_the_passage(demo_root, mounted,
     pump(frames=3)
     screen = root.screens["qa"]
     assert isinstance(screen, AnswerScreen)
-    question, passage = QA[0]
+    question, passage = screen.examples[0]["question"], screen.examples[0]["context"]
     type_into(screen.question_input, question)
     type_into(screen.passage_input, passage)
     run_and_wait(screen)
@@ -252,21 +251,26 @@ def test_empty_input_asks_for_text_instead_of_running(demo_root, mounted):
 
 
 def test_missing_bundles_show_how_to_build_them(window, mounted, tmp_path, shots_dir):
-    from mobile_app.app import DemoRoot
+    from mobile_app.app import NO_BUNDLES, DemoRoot
     from mobile_app.screens import MissingBundleScreen
+
+    def texts(screen):
+        return " ".join(child.text for child in screen.children if hasattr(child, "text"))
 
     (tmp_path / "qa").mkdir()
     (tmp_path / "qa" / "bundle.json").write_text("{not json", encoding="utf-8")
     root = mounted(DemoRoot(tmp_path, "qa"))
-    for task, screen in root.screens.items():
-        assert isinstance(screen, MissingBundleScreen)
-        texts = " ".join(child.text for child in screen.children if hasattr(child, "text"))
-        assert "make demo" in texts and "python -m export tflite" in texts
-    assert "not valid JSON" in root.screens["qa"].problem
-    assert "no bundle.json" in root.screens["spam"].problem
-    titles = {task: screen.children[-1].text for task, screen in root.screens.items()}
-    assert titles["qa"] == "The qa model was refused" and titles["spam"] == "No spam model yet"
+    assert list(root.screens) == ["qa"]  # one tab per bundle folder: the refused one says why
+    screen = root.screens["qa"]
+    assert isinstance(screen, MissingBundleScreen) and "not valid JSON" in screen.problem
+    assert screen.children[-1].text == "The qa model was refused"
+    assert "make demo" in texts(screen) and "python -m export tflite" in texts(screen)
     save_png(root, shots_dir, "missing.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    root = mounted(DemoRoot(empty))
+    assert list(root.screens) == [NO_BUNDLES] and root.screens[NO_BUNDLES].children[-1].text == "No models yet"
+    assert f"no bundles in {empty}" == root.screens[NO_BUNDLES].problem and "make demo" in texts(root.screens[NO_BUNDLES])
 
 
 def test_highlight_answer_escapes_user_markup_and_cuts_long_passages():
@@ -301,8 +305,8 @@ def test_cli_without_bundles_exits_1_and_still_renders_the_help_screens(tmp_path
     done = _run_cli("--bundles", tmp_path / "none", "--screenshot", tmp_path / "shots")
     assert done.returncode == 1
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(reports) == 3 and all("no bundle.json" in r["problem"] for r in reports)
-    assert done.stderr.strip().splitlines()[-1] == "error: 3 screen(s) showed no result; see the JSON lines above"
+    assert len(reports) == 1 and reports[0]["problem"] == f"no bundles in {tmp_path / 'none'}"
+    assert done.stderr.strip().splitlines()[-1] == "error: 1 screen(s) showed no result; see the JSON lines above"
 
 
 def test_cli_refuses_an_unwritable_screenshot_folder(tmp_path):

@@ -173,10 +173,10 @@ def test_data_files_that_are_not_utf8_are_one_line_and_a_bom_is_read(tiny_tflite
         (tmp_path / name / "sst2" / "train.tsv").symlink_to(data_dir / "sst2" / "train.tsv")
         code = export_main(["verify", str(tiny_tflite_bundle), "--data-dir", str(tmp_path / name), "--max-examples", "4"])
         _one_error(code, capsys, expected)
-    from distill.data import read_sst2
+    from distill.data import read_table
 
     (tmp_path / "bom.tsv").write_bytes(b"\xef\xbb\xbf" + text)
-    assert read_sst2(tmp_path / "bom.tsv") == read_sst2(data_dir / "sst2" / "dev.tsv")
+    assert read_table(tmp_path / "bom.tsv") == read_table(data_dir / "sst2" / "dev.tsv")
 
 
 def test_runtime_classifies_bytes_as_their_utf8_text(tiny_tflite_bundle):

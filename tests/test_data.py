@@ -1,12 +1,14 @@
 """Loaders on the real files: counts, labels, stable splits, and one-line errors on bad input."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from distill import data
 from mobile_app.runtime.errors import UserError
 from distill.metrics import squad_scores
-from distill.tasks import get_task
+from distill.tasks import get_task, task_from_flags
 
 
 def test_sst2_counts_and_labels(data_dir):
@@ -43,20 +45,29 @@ def test_squad_metric_matches_official_normalisation():
 
 @pytest.mark.parametrize("content, message", [
     ("sentence\tlabel\nfine movie \t1\nbad\n", ":3: expected 2 tab-separated columns"),
-    ("sentence\tlabel\ngreat \t7\n", "label must be 0 or 1"),
-    ("text\tlabel\nx\t1\n", ":1: expected the header"),
-    ("sentence\tlabel\n \t1\n", "empty sentence"),
+    ("sentence\tlabel\ngreat \t7\n", "label '7' is not one of the task's labels (negative, positive)"),
+    ("sentence\tscore\nx\t1\n", "has no column 'label' (columns: sentence, score); pass --label-column NAME"),
+    ("", "is empty"),
+    ("sentence\tlabel\n", "holds no examples"),
 ])
-def test_malformed_sst2_names_file_and_line(tmp_path, content, message):
+def test_malformed_sst2_names_file_and_line(tmp_path, data_dir, content, message):
     path = tmp_path / "bad.tsv"
     path.write_text(content)
-    with pytest.raises(UserError, match=message) as error:
-        data.read_sst2(path)
+    with pytest.raises(UserError, match=re.escape(message)) as error:
+        task_from_flags("sentiment", train_file=data_dir / "sst2" / "dev.tsv", eval_file=path).load()
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_rows_with_empty_text_are_skipped_and_counted_in_one_line(tmp_path, data_dir, capsys):
+    path = tmp_path / "dev.tsv"
+    path.write_text("sentence\tlabel\na fine film \t1\n \t0\n\t1\na dull film \t0\n", encoding="utf-8")
+    splits = task_from_flags("sentiment", train_file=data_dir / "sst2" / "dev.tsv", eval_file=path).load()
+    assert splits["eval"] == [{"text": "a fine film", "label": 1}, {"text": "a dull film", "label": 0}]
+    assert capsys.readouterr().out.strip() == f"note: skipped 2 rows of {path} with empty text"
 
 
 def test_missing_file_and_unknown_task(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        data.read_sms_spam(tmp_path / "nope")
+        data.read_table(tmp_path / "nope.tsv")
     with pytest.raises(UserError, match="unknown task 'ner'"):
         get_task("ner")

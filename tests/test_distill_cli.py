@@ -53,7 +53,7 @@ def test_missing_data_file(capsys, tmp_path, tiny_classifier_dir):
     empty = tmp_path / "data"
     empty.mkdir()
     _refused(capsys, ["run", "--task", "sentiment", "--data-dir", str(empty), "--teacher", str(tiny_classifier_dir),
-                      "--student", "1x32x4x64"], tmp_path / "out", "SST-2 file not found")
+                      "--student", "1x32x4x64"], tmp_path / "out", f"not found at {empty / 'sst2' / 'train.tsv'}")
 
 
 @pytest.mark.parametrize("teacher", ["gpt2_dir", "distilbert_dir"])
@@ -93,7 +93,7 @@ def test_teacher_whose_labels_or_head_do_not_fit_the_task_is_refused(capsys, tmp
 
 def test_teacher_flag_forms(capsys, tmp_path, data_dir, tiny_classifier_dir):
     run = ["run", "--task", "sentiment", "--data-dir", str(data_dir)]
-    _refused(capsys, run + ["--teacher", f"sst2={tiny_classifier_dir}"], tmp_path / "out", "'sst2' is not a task")
+    _refused(capsys, run + ["--teacher", f"sst2={tiny_classifier_dir}"], tmp_path / "out", "'sst2' is not a task of this run")
     _refused(capsys, run + ["--teacher", "sentiment="], tmp_path / "out", "names no teacher")
-    _refused(capsys, run + ["--teacher", f"spam={tiny_classifier_dir}"], tmp_path / "out", "does not include")
+    _refused(capsys, run + ["--teacher", f"spam={tiny_classifier_dir}"], tmp_path / "out", "'spam' is not a task of this run")
     _refused(capsys, run + ["--teachers", str(tmp_path)], tmp_path / "out", "has no sentiment/ teacher")

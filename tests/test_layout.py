@@ -86,3 +86,10 @@ def test_the_one_command_reaches_every_stage_and_answers_bad_input_in_one_line(t
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith("error: ")
     assert not (tmp_path / "b").exists()
+
+
+def test_under_ci_a_missing_data_folder_fails_instead_of_skipping(tmp_path):
+    env = dict(__import__("os").environ, CI="true", TINYBERT_DATA_DIR=str(tmp_path / "no-data"))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_data.py::test_sst2_counts_and_labels"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "1 error" in done.stdout and "CI=true runs every test on the real data" in done.stdout

@@ -132,7 +132,7 @@ def test_failing_parity_threshold_exits_1_naming_the_artifact(spam_config, first
     (["--max-train-examples", "0"], "--max-train-examples must be a positive number"),
     (["--student", "3x64x5x128"], "not a multiple of its 5 heads"),
     (["--threshold", "tflite/fp32.closeness=1"], "bad --threshold"),
-    (["--tasks", "spam", "--teacher", "qa=owner/name"], "does not include"),
+    (["--tasks", "spam", "--teacher", "qa=owner/name"], "is not a task of this run"),
     (["--teacher", "sentiment="], "names no teacher"),
     (["--teachers", "/nonexistent/models"], "is not a folder"),
 ])

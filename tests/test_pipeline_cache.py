@@ -122,10 +122,11 @@ def test_each_stage_runs_the_code_it_imports_and_no_more():
     from export.pipeline.run import STAGE_ENTRIES, code_of
 
     codes = {stage: code_of(stage) for stage in STAGE_ENTRIES}
-    for stage in ("tflite", "verify"):  # both run the TFLite compatibility code and the packed word table
-        assert {"export.tflite_compat", "export.packed_words", "export.quantize"} <= set(codes[stage])
+    assert {"export.tflite_compat", "export.packed_words", "export.quantize"} <= set(codes["tflite"])
     assert not any(name.startswith("export") for name in codes["distill"] if name != "export.pipeline.stages")
-    assert "export.verify.runtime_worker" in codes["verify"] and "export.tflite" not in codes["verify"]
+    # verify runs the app's runtime in every interpreter's worker, not the converters
+    assert {"export.verify.runtime_worker", "mobile_app.runtime.task_runner", "mobile_app.runtime.backend_factory"} <= set(codes["verify"])
+    assert "export.tflite" not in codes["verify"] and "export.tflite_compat" not in codes["verify"]
 
 
 REBUILD = """

@@ -28,13 +28,13 @@ def test_task_forms_and_bare_forms():
 
 
 @pytest.mark.parametrize("specs, message", [
-    (["=/models/x"], "'' is not a task"),
-    (["sst2=/models/x"], "'sst2' is not a task"),
+    (["=/models/x"], "'' is not a task of this run"),
+    (["sst2=/models/x"], "'sst2' is not a task of this run"),
     (["sentiment="], "names no teacher"),
     ([""], "empty value"),
     (["spam=A", "spam=B"], "names spam twice"),
     (["A", "B"], "twice without a task"),
-    (["qa=Q"], "does not include"),
+    (["qa=Q"], "'qa' is not a task of this run"),
 ])
 def test_bad_forms_are_refused_with_one_line(specs, message):
     with pytest.raises(UserError, match=message) as error:
@@ -57,5 +57,5 @@ def test_teachers_dir_without_a_task_folder_is_refused(tmp_path):
     assert teachers_for(("sentiment",), None, root) == {"sentiment": str(root / "sentiment")}
     with pytest.raises(UserError, match="is not a folder"):
         teachers_for(("sentiment",), None, tmp_path / "nowhere")
-    with pytest.raises(UserError, match="unknown task"):
-        teachers_for(("translation",), None, root)
+    with pytest.raises(UserError, match="has no topics/ teacher"):  # a user's task reads DIR/<its name>/ too
+        teachers_for(("topics",), None, root)

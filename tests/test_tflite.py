@@ -135,7 +135,8 @@ def test_bad_student_or_flags_exit_2_and_write_nothing(tiny_classifier_dir, tiny
     _exit_2(["tflite", str(no_vocab), "--out", str(out), "--task", "sentiment", "--precisions", "fp32"], capsys, "no tokenizer")
     _exit_2(["tflite", str(tiny_classifier_dir), "--out", str(out), "--task", "sentiment", "--buckets", "32", "1024"], capsys,
             "longer than the model's 512 position embeddings")
-    _exit_2(["tflite", str(tiny_classifier_dir), "--out", str(out)], capsys, "pass --task")
+    # without --task the bundle folder names the task: a name that cannot be one is refused
+    _exit_2(["tflite", str(tiny_classifier_dir), "--out", str(tmp_path / "my bundle!")], capsys, "pass --task NAME")
     _exit_2(["tflite", str(tiny_qa_dir), "--out", str(out), "--task", "sentiment"], capsys, "needs a classification model")
     _exit_2(["tflite", str(tiny_classifier_dir), "--out", str(out), "--task", "sentiment", "--precisions", "int4"], capsys, "unknown TFLite precision")
     blocker = tmp_path / "a_file"

@@ -8,19 +8,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.cli_args import add_data_argument, add_distill_arguments
-from distill.teacher_spec import teachers_for
+from distill.cli_args import TASK_DATA_FLAGS, add_data_argument, add_distill_arguments, add_task_data_arguments, task_of_args
+from distill.tasks import demo_task_names
+from distill.teacher_spec import local_head_labels, teachers_for
 from export.verify.cli import add_matrix_argument, add_runtimes_argument, add_threshold_argument, threshold_overrides
 from export.pipeline.config import DEFAULT_VERIFY_EXAMPLES, PipelineConfig
-from mobile_app.runtime.contract import (COREML_VARIANTS, DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TASK_NAMES,
-                                         TFLITE_PRECISIONS)
+from mobile_app.runtime.contract import COREML_VARIANTS, DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TFLITE_PRECISIONS
+from mobile_app.runtime.errors import UserError
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add_data_argument(parser, required=True)
+    add_data_argument(parser)
     parser.add_argument("--out", required=True, type=Path, help="run folder: models, stage cache, report.md/.html")
     parser.add_argument("--bundles", required=True, type=Path, help="bundles for the app: BUNDLES/<task>/bundle.json")
-    parser.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), metavar="TASK", help=f"any of {' '.join(TASK_NAMES)} (default: all)")
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help=f"demo tasks, any of {' '.join(demo_task_names())} (default: all)")
+    parser.add_argument("--task", metavar="NAME", help="your own task: its name, with --train-file/--eval-file or --dataset-name")
+    add_task_data_arguments(parser)
     add_distill_arguments(parser)
     parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_TFLITE_PRECISIONS), metavar="P",
                         help=f"TFLite precisions, any of {' '.join(TFLITE_PRECISIONS)}")
@@ -44,9 +48,28 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
     return add_pipeline_arguments(parser)
 
 
+def _tasks(args: argparse.Namespace) -> tuple[tuple[str, ...], dict | None]:
+    """(task names, the user's task definitions): --tasks of the demo tasks, or --task NAME with its data flags."""
+    described = [flag for flag in TASK_DATA_FLAGS if getattr(args, flag, None) is not None]
+    if args.task is None:
+        if described:
+            raise UserError(f"--{described[0].replace('_', '-')} describes your own data; name the task with --task NAME")
+        return tuple(args.tasks or demo_task_names()), None
+    if args.tasks:
+        raise UserError("pass --tasks (demo tasks) or --task NAME (your own task), not both")
+    spec = task_of_args(args)
+    if spec.builtin:
+        return (spec.name,), None
+    if not spec.labels and not spec.is_qa:
+        spec = spec.resolved(local_head_labels(teachers_for((spec.name,), args.teacher, args.teachers).get(spec.name)))
+    spec.load(args.data_dir)  # files, columns and labels checked before any stage runs
+    return (spec.name,), {spec.name: spec.to_dict()}
+
+
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    return PipelineConfig(data_dir=args.data_dir, run_dir=args.out, bundles_dir=args.bundles, tasks=tuple(args.tasks),
-                          preset=args.preset, teacher=teachers_for(args.tasks, args.teacher, args.teachers) or None,
+    tasks, definitions = _tasks(args)
+    return PipelineConfig(data_dir=args.data_dir, run_dir=args.out, bundles_dir=args.bundles, tasks=tasks, definitions=definitions,
+                          preset=args.preset, teacher=teachers_for(tasks, args.teacher, args.teachers) or None,
                           student=args.student, init=args.init, seed=args.seed,
                           precisions=tuple(args.precisions), coreml_variants=tuple(args.coreml_variants),
                           skip_coreml=args.skip_coreml, force=args.force, max_train_examples=args.max_train_examples,

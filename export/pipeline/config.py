@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mobile_app.runtime.errors import UserError
-from distill.tasks import get_task
-from mobile_app.runtime.contract import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TASK_NAMES
+from distill.tasks import TaskSpec, demo_task_names, get_task
+from mobile_app.runtime.contract import DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS
 from export.quantize import check_precisions
 
 DEFAULT_VERIFY_EXAMPLES = 500                       # the parity proof's minimum; the whole eval split when smaller
@@ -25,10 +25,11 @@ def _check_writable(folder: Path) -> None:
 @dataclass(frozen=True)
 class PipelineConfig:
     """Everything a run depends on; the CLI fills it from flags, tests from tiny settings."""
-    data_dir: Path
+    data_dir: Path | None
     run_dir: Path
     bundles_dir: Path
-    tasks: tuple[str, ...] = TASK_NAMES
+    tasks: tuple[str, ...] = demo_task_names()
+    definitions: dict[str, dict] | None = None              # a user's tasks by name: TaskSpec.to_dict(); the rest are demo tasks
     preset: str = "quick"
     teacher: str | dict[str, str] | None = None             # one for every task, or {task: folder or hub id}; none: fine-tuned
     student: str | dict = "tinybert-4l-312d"
@@ -50,11 +51,10 @@ class PipelineConfig:
 
     def validate(self) -> "PipelineConfig":
         """Refuse bad settings before any work starts, one line each."""
-        for task in self.tasks:
-            get_task(task)
         if not self.tasks:
-            raise UserError("no tasks given; pass --tasks with any of: " + " ".join(TASK_NAMES))
-        if not Path(self.data_dir).is_dir():
+            raise UserError("no tasks given; pass --tasks with any of: " + " ".join(demo_task_names()))
+        specs = [self.task_spec(task) for task in self.tasks]
+        if any(spec.builtin for spec in specs) and (self.data_dir is None or not Path(self.data_dir).is_dir()):
             raise UserError(f"data directory {self.data_dir} does not exist; pass --data-dir holding sst2/, sms_spam/, squad_v1/")
         precisions = tuple(check_precisions(self.precisions))
         variants = self.coreml_variants
@@ -87,7 +87,7 @@ class PipelineConfig:
         for task in self.tasks:  # a given teacher is checked (BERT, the task's head and labels) before any task runs
             source = self.teacher_for(task)
             if source is not None:
-                has_task_head(teacher_config(source), get_task(task), source)
+                has_task_head(teacher_config(source), self.task_spec(task), source)
         # Canonical order and no repeats: the same work always has the same cache key.
         return replace(self, tasks=tuple(dict.fromkeys(self.tasks)), precisions=precisions, coreml_variants=variants)
 
@@ -95,5 +95,11 @@ class PipelineConfig:
         """The task's teacher source; None: the offline base, fine-tuned for the task."""
         return self.teacher.get(task) if isinstance(self.teacher, dict) else self.teacher
 
+    def task_spec(self, task: str) -> TaskSpec:
+        """The task's definition: the user's (from flags) or the demo task's."""
+        if self.definitions and task in self.definitions:
+            return TaskSpec.from_dict(self.definitions[task], where=f"task {task}")
+        return get_task(task)
+
     def task_buckets(self, task: str) -> tuple[int, ...]:
-        return tuple((self.buckets or {}).get(task) or get_task(task).buckets)
+        return tuple((self.buckets or {}).get(task) or self.task_spec(task).buckets)

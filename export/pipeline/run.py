@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 from mobile_app.runtime.errors import UserError
-from distill.tasks import get_task
 from export.pipeline.config import PipelineConfig
 from export.pipeline.stages import StageFunctions
 from mobile_app.runtime.files import write_atomic
@@ -113,8 +112,9 @@ def _prune_bundle(bundle_dir: Path, keep: set[str]) -> None:
 
 
 def _data_hashes(task: str, cfg: PipelineConfig) -> dict[str, str]:
-    spec = get_task(task)
-    return file_hashes({key: Path(cfg.data_dir) / rel for key, rel in spec.files.items()})
+    spec = cfg.task_spec(task)
+    root = Path(cfg.data_dir) if spec.builtin and cfg.data_dir is not None else None
+    return file_hashes(spec.data.paths(root))
 
 
 def _source_hash(source: str | None) -> str | None:
@@ -141,7 +141,8 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
     distill_settings = {"preset": cfg.preset, "teacher": cfg.teacher_for(task), "teacher_sha256": _source_hash(cfg.teacher_for(task)),
                         "student": cfg.student, "init": cfg.init, "init_sha256": _source_hash(cfg.init), "seed": cfg.seed,
                         "max_train_examples": cfg.max_train_examples, "max_eval_examples": cfg.max_eval_examples,
-                        "overrides": cfg.distill_overrides}
+                        "overrides": cfg.distill_overrides,
+                        "definition": (cfg.definitions or {}).get(task)}
 
     def distill_body() -> dict:
         student_dir = Path(stages.distill(task, cfg)).resolve()
@@ -186,25 +187,24 @@ def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, ca
         cache, task, "latency", stage_inputs("latency", task, settings={"runs": cfg.latency_runs}, upstream=list(map(str, upstream)),
                                            code=code_of("latency")),
         lambda: stages.latency(task, bundle_dir, cfg), lambda r: True)
-    return task_summary(task, student_dir, bundle_dir, outcomes)
+    return task_summary(task, student_dir, bundle_dir, outcomes, cfg.task_spec(task).metric)
 
 
 # --- the summary the report renders ----------------------------------------------------------------
 
 
-def task_summary(task: str, student_dir: Path, bundle_dir: Path, outcomes: dict[str, StageOutcome]) -> dict:
+def task_summary(task: str, student_dir: Path, bundle_dir: Path, outcomes: dict[str, StageOutcome], metric: str) -> dict:
     """Join the distillation report, the bundle manifest, parity and latency into the report's layout."""
     from export.pipeline.results import artifact_rows, distill_rows, parity_reference
 
-    spec = get_task(task)
-    teacher, student = distill_rows(student_dir, spec.metric)
+    teacher, student = distill_rows(student_dir, metric)
     manifest = read_manifest(bundle_dir)
     parity = outcomes["verify"].result.get("parity") or {}
     artifacts, diffs = artifact_rows(manifest, parity, outcomes["latency"].result)
     retention = None
     if teacher.get("metric") and student.get("metric") is not None:
         retention = 100.0 * student["metric"] / teacher["metric"]
-    return {"task": task, "metric_name": spec.metric, "bundle_dir": str(bundle_dir), "student_dir": str(student_dir),
+    return {"task": task, "metric_name": metric, "bundle_dir": str(bundle_dir), "student_dir": str(student_dir),
             "teacher": teacher, "student": student, "retention": retention, "reference": parity_reference(parity),
             "artifacts": artifacts, "diffs": diffs,
             "stages": {name: {"ran": o.ran, "seconds": round(o.seconds, 2)} for name, o in outcomes.items()}}

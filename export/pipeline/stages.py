@@ -17,7 +17,7 @@ from mobile_app.runtime.bundle import read_manifest
 def distill_student(task: str, cfg: PipelineConfig) -> Path:
     from distill.stages import run_task
 
-    return Path(run_task(task, cfg.data_dir, Path(cfg.run_dir) / task, preset=cfg.preset, teacher=cfg.teacher_for(task),
+    return Path(run_task(cfg.task_spec(task), cfg.data_dir, Path(cfg.run_dir) / task, preset=cfg.preset, teacher=cfg.teacher_for(task),
                          student=cfg.student, seed=cfg.seed, max_train_examples=cfg.max_train_examples,
                          max_eval_examples=cfg.max_eval_examples, overrides=cfg.distill_overrides, init=cfg.init,
                          force=cfg.force))

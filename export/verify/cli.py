@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.cli_args import add_data_argument
+from distill.cli_args import TASK_DATA_FLAGS, add_data_argument, add_task_data_arguments, task_of_args
 from export.cli import bundle_log
 
 
@@ -57,6 +57,18 @@ def threshold_overrides(flags: list[str] | None) -> dict:
     return overrides
 
 
+def check_verify(args: argparse.Namespace) -> None:
+    """Runtime names and the eval data flags, checked before anything heavy is imported."""
+    check_runtime_names(args.runtimes)
+    args.task_spec = None
+    if any(getattr(args, flag, None) is not None for flag in TASK_DATA_FLAGS):
+        from mobile_app.runtime.bundle import read_manifest
+
+        manifest = read_manifest(args.bundle_dir)
+        spec = task_of_args(args, name=manifest["task"])
+        args.task_spec = spec if spec.is_qa else spec.with_labels(args.labels or manifest["labels"])
+
+
 def run_verify(args: argparse.Namespace) -> int:
     from export.verify.verify import verify_bundle
     from mobile_app.runtime.contract import PARITY_MD
@@ -64,7 +76,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
                            thresholds=threshold_overrides(args.threshold), runtimes=args.runtimes,
-                           matrix=args.matrix)
+                           matrix=args.matrix, task=args.task_spec)
     print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")
     for line in _table(parity_rows(report)) + ["", "artifact x runtime (result, median latency per example):"] + _table(matrix_rows(report)):
         print(line)
@@ -85,5 +97,6 @@ def add_verify_parser(subparsers) -> argparse.ArgumentParser:
     add_threshold_argument(parser)
     add_runtimes_argument(parser)
     add_matrix_argument(parser, default="all")
-    parser.set_defaults(func=run_verify, check=lambda args: check_runtime_names(args.runtimes), log_file=bundle_log)
+    add_task_data_arguments(parser, train=False)
+    parser.set_defaults(func=run_verify, check=check_verify, log_file=bundle_log)
     return parser

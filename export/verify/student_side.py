@@ -41,7 +41,9 @@ def check_labels(model, student_dir: Path, manifest: dict, bundle_dir: Path) -> 
 
 
 def _texts(spec, example: dict) -> list[str]:
-    return [example["question"], example["context"]] if spec.is_qa else [example["text"]]
+    if spec.is_qa:
+        return [example["question"], example["context"]]
+    return [example["text"]] + ([example["text_pair"]] if example.get("text_pair") else [])
 
 
 def check_tokenizer(student_dir: Path, bundle_tokenizer, spec, examples: list[dict], bundle_dir: Path) -> None:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from mobile_app.runtime.errors import UserError
 from distill.metrics import accuracy, squad_scores
-from distill.tasks import get_task
+from distill.tasks import TASK_FILE, TaskSpec, demo_task_names, get_task, read_task_file
 from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, MATRIX_CHOICES, NOT_INSTALLED, check_runtime_result, latency_summary,
                                   interpreter_label, run_worker, runtime_mismatch, select_runtimes, unchecked_row)
 from export.verify.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
@@ -41,7 +41,7 @@ from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
 from mobile_app.runtime.contract import PARITY_JSON, PARITY_MD, PARITY_PNG, VERIFIED_ON
-from mobile_app.runtime.backend_factory import open_entry, register_off_device
+from mobile_app.runtime.backend_factory import open_entry
 from mobile_app.runtime.task_runner import TaskRunner, input_fields, prediction_key
 
 SNIPPET_CHARS = 80
@@ -80,7 +80,8 @@ def _coreml_evaluator(path, entry: dict, buckets=None, pad_id: int = 0):
     return CoreMLEvaluatorBackend(path, entry, buckets, pad_id=pad_id)
 
 
-register_off_device("coreml", _coreml_evaluator)
+# where Core ML cannot run, verify checks Core ML artifacts with coremltools' evaluator (the phone never does)
+OFF_DEVICE = {"coreml": _coreml_evaluator}
 
 
 def artifact_kind(entry: dict) -> str:
@@ -155,7 +156,7 @@ def _inprocess_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, progr
     """A Core ML artifact in this process, opened by the runtime's backend factory (Core ML on macOS, the MIL evaluator
     elsewhere). A backend that batches (the evaluator) runs the windows the app's runner encoded all at once."""
     reference = evaluation.reference
-    backend = open_entry(bundle_dir, evaluation.manifest, entry, pad_id=reference.tokenizer.pad_id)
+    backend = open_entry(bundle_dir, evaluation.manifest, entry, pad_id=reference.tokenizer.pad_id, off_device=OFF_DEVICE)
     if hasattr(backend, "run_batch"):
         flat = backend.run_batch([input_fields(w) for windows in evaluation.windows for w in windows], progress=progress)
         outputs = _per_example(evaluation.windows, flat)
@@ -213,14 +214,32 @@ def diff_key(row: dict) -> str:
     return f"{row['name']} @ {row['runtime']}"
 
 
+def task_for_bundle(manifest: dict, student_dir: Path, given: TaskSpec | None) -> TaskSpec:
+    """The task whose eval data verifies a bundle: the one given, the definition saved with its student, or the demo
+    task of its name; its labels are the bundle's."""
+    if given is not None:
+        spec = given
+    elif (student_dir / TASK_FILE).is_file():
+        spec = read_task_file(student_dir / TASK_FILE)
+    elif manifest["task"] in demo_task_names():
+        spec = get_task(manifest["task"])
+    else:
+        raise UserError(f"no eval data known for task {manifest['task']!r}; pass --eval-file (and its --text-column/--label-column)")
+    if spec.head != manifest["head"]:
+        raise UserError(f"the eval data is for a {spec.head} task but the bundle is a {manifest['head']} model; pass its own data")
+    return spec if spec.is_qa else spec.with_labels(manifest["labels"])
+
+
 def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, student_dir: str | Path | None = None,
                   max_examples: int | None = None, thresholds: dict | None = None, progress: bool = True,
-                  runtimes: list[str] | None = None, matrix: str = "all") -> dict:
+                  runtimes: list[str] | None = None, matrix: str = "all", task: TaskSpec | None = None) -> dict:
     """Run the parity check on `runtimes` (names; default every installed one), write parity.json/.md/.png into the
     bundle and `verified_on` into bundle.json, and return the parity report.
 
     `matrix`: "all" runs every .tflite on every runtime; "shipped" runs the artifact the app opens by default
-    (mobile_app.runtime.bundle.default_artifact) on every runtime and the other .tflite files on the first one only."""
+    (mobile_app.runtime.bundle.default_artifact) on every runtime and the other .tflite files on the first one only.
+    `task`: where the eval examples are (from the verify command's data flags); default: the definition saved with
+    the student, else the demo task of the bundle's name."""
     if matrix not in MATRIX_CHOICES:
         raise UserError(f"unknown matrix {matrix!r}; choose one of: {', '.join(MATRIX_CHOICES)}")
     from mobile_app.runtime.tokenizer import WordPieceTokenizer
@@ -233,14 +252,14 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
         raise BundleError(f"{bundle_dir} holds no artifacts to verify; export some with `python -m export tflite`")
     if max_examples is not None and max_examples < 1:
         raise UserError(f"--max-examples must be at least 1, got {max_examples}")
-    spec = get_task(manifest["task"])
     student_dir = Path(student_dir or manifest.get("student") or "")
+    spec = task_for_bundle(manifest, student_dir, task)
     model = ExportableBert(load_student(student_dir))
     if model.head != manifest["head"]:
         raise UserError(f"{student_dir} is a {model.head} model but {bundle_dir} is a {manifest['head']} bundle; pass the student it was exported from")
     table = thresholds_with(thresholds, head=manifest["head"])
     tokenizer = WordPieceTokenizer.from_manifest(bundle_dir, manifest)
-    examples = spec.load(data_dir)["eval"][:max_examples]
+    examples = spec.eval_examples(data_dir)[:max_examples]
     check_labels(model.model, student_dir, manifest, bundle_dir)
     check_tokenizer(student_dir, tokenizer, spec, examples, bundle_dir)
     reference = TaskRunner(bundle_dir, manifest, tokenizer, TorchRunner(model, manifest["buckets"], tokenizer.pad_id), "pytorch")

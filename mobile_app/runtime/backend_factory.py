@@ -4,9 +4,9 @@ The app (`load_task`), `python -m export verify` (in-process and in every interp
 stage all open artifacts here, so the file verified is opened the way the phone opens it.
 
 - TFLite: `LiteRTAndroidBackend` on Android when the APK has no p4a tflite-runtime, else `TFLiteBackend`.
-- Core ML: `CoreMLBackend` on macOS. Where Core ML cannot run (Linux), a format may have an off-device stand-in
-  registered by a higher floor: `python -m export verify` registers coremltools' MIL evaluator, which the phone never
-  has; without one, the Core ML backend refuses in one line.
+- Core ML: `CoreMLBackend` on macOS. Where Core ML cannot run (Linux), a caller may hand in an off-device stand-in:
+  `python -m export verify` passes coremltools' MIL evaluator, which the phone never has; without one, the Core ML
+  backend refuses in one line.
 numpy + standard library at import time.
 """
 from __future__ import annotations
@@ -20,13 +20,6 @@ from mobile_app.runtime.backends import Backend, CoreMLBackend, TFLiteBackend
 from mobile_app.runtime.bundle import BundleError, artifacts, default_artifact
 
 FORMATS = ("tflite", "coreml")
-# format -> backend class that stands in where the format's own runtime cannot run (see register_off_device)
-_OFF_DEVICE: dict[str, type] = {}
-
-
-def register_off_device(fmt: str, backend_class: type) -> None:
-    """Let `open_backend` run `fmt` artifacts with `backend_class` where the format's own runtime is missing."""
-    _OFF_DEVICE[fmt] = backend_class
 
 
 def on_android() -> bool:
@@ -55,13 +48,15 @@ def pick_artifact(manifest: dict, fmt: str = "tflite", precision: str | None = N
     raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact at precision {precision!r}; it has: {have}")
 
 
-def open_entry(bundle_dir: str | Path, manifest: dict, entry: dict, pad_id: int = 0, num_threads: int = 2) -> Backend:
-    """The backend of one manifest artifact entry."""
+def open_entry(bundle_dir: str | Path, manifest: dict, entry: dict, pad_id: int = 0, num_threads: int = 2,
+               off_device: dict | None = None) -> Backend:
+    """The backend of one manifest artifact entry. `off_device` ({format: backend class}) stands in where the format's
+    own runtime cannot run (verify's Core ML evaluator on Linux)."""
     path = Path(bundle_dir) / entry["file"]
     fmt = entry.get("format")
     if fmt == "coreml":
         buckets = entry.get("buckets") or manifest.get("buckets")
-        backend_class = _OFF_DEVICE.get(fmt, CoreMLBackend) if platform.system() != "Darwin" else CoreMLBackend
+        backend_class = (off_device or {}).get(fmt, CoreMLBackend) if platform.system() != "Darwin" else CoreMLBackend
         return backend_class(path, entry, buckets, pad_id=pad_id)
     if fmt != "tflite":
         raise BundleError(f"{bundle_dir}: artifact {entry.get('file')} has unknown format {fmt!r}; re-export the bundle")

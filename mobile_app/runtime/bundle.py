@@ -59,3 +59,20 @@ def artifacts(manifest: dict, fmt: str | None = None) -> list[dict]:
 def default_artifact(entries: list[dict]) -> dict | None:
     """The entry the app opens when no precision is picked: the first of DEFAULT_PRECISIONS present, else the first."""
     return next((e for wanted in DEFAULT_PRECISIONS for e in entries if e.get("precision") == wanted), entries[0] if entries else None)
+
+
+def find_bundles(bundles_dir: str | Path) -> list[Path]:
+    """The bundle folders in `bundles_dir` (each subfolder holding a manifest), classifiers first, then QA, each by name;
+    a folder whose manifest cannot be read comes last (the app shows why it was refused)."""
+    root = Path(bundles_dir)
+    if not root.is_dir():
+        return []
+
+    def order(folder: Path):
+        try:
+            head = read_manifest(folder).get("head")
+        except BundleError:
+            return (2, folder.name)
+        return (0 if head == "classification" else 1, folder.name)
+
+    return sorted((p for p in root.iterdir() if p.is_dir() and (p / MANIFEST_NAME).is_file()), key=order)

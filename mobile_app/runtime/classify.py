@@ -20,9 +20,11 @@ class Prediction:
     index: int
 
 
-def encode_text(tokenizer, text: str, max_length: int):
-    """[CLS] text [SEP], truncated to max_length tokens; empty or missing text gives [CLS][SEP]."""
-    return tokenizer.encode("" if text is None else str(text), max_length=max_length, truncation=True)
+def encode_text(tokenizer, text: str, max_length: int, text_pair: str | None = None):
+    """[CLS] text [SEP] (text_pair [SEP]), cut to max_length tokens longest-first as Hugging Face's tokenizers do;
+    empty or missing text gives [CLS][SEP]."""
+    return tokenizer.encode("" if text is None else str(text), None if text_pair is None else str(text_pair),
+                            max_length=max_length, truncation=True)
 
 
 def softmax(logits) -> np.ndarray:

@@ -6,10 +6,6 @@ format and fields, and the files beside it. Standard library only, so the phone 
 """
 from __future__ import annotations
 
-# Tasks the kit ships, and the head each one needs.
-TASK_HEADS = {"sentiment": "classification", "spam": "classification", "qa": "qa"}
-TASK_NAMES = tuple(TASK_HEADS)
-
 # The one head -> Hugging Face model class table (class names; `distill.heads` resolves them).
 HEAD_ARCHITECTURES = {"classification": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
 HEADS = tuple(HEAD_ARCHITECTURES)
@@ -35,14 +31,17 @@ MASK_VALUE = -1e4
 # The manifest and the files it names.
 MANIFEST_NAME = "bundle.json"
 FORMAT_NAME = "tinybert-mobile-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 VOCAB_NAME = "vocab.txt"
 LABELS_NAME = "labels.txt"
 # What `python -m export verify` writes into a bundle.
 PARITY_JSON, PARITY_MD, PARITY_PNG = "parity.json", "parity.md", "parity_diffs.png"
 # Fields every manifest carries (export/bundle.py writes them, mobile_app/runtime/bundle.py checks them).
-MANIFEST_FIELDS = ("format", "format_version", "task", "head", "labels", "buckets", "tokenizer", "student",
-                   "artifacts", "files")
+# What the phone needs of the task definition (distill/tasks.py): "task" (its name), "head" (its kind: classification or
+# qa), "labels" (in logit order), "text_pair" (a classifier of two texts), "title" (the app's tab) and "examples" (inputs
+# the app offers to tap: {"text"} / {"text", "text_pair"} / {"question", "context"}); its lengths are in "tokenizer".
+MANIFEST_FIELDS = ("format", "format_version", "task", "head", "labels", "text_pair", "title", "examples", "buckets",
+                   "tokenizer", "student", "artifacts", "files")
 # Fields every artifact entry in `artifacts` carries (a .tflite entry adds its `signatures` and runtime needs, a
 # Core ML entry its buckets, inputs, outputs and labels).
 ARTIFACT_FIELDS = ("file", "format", "precision", "size_bytes")
@@ -78,8 +77,3 @@ DEFAULT_PRECISIONS = ("int8-words4", "int8-dynamic")
 def signature_key(bucket: int) -> str:
     """The name of a .tflite signature (and Core ML shape) that takes inputs of `bucket` tokens."""
     return f"seq_{int(bucket)}"
-
-
-def head_of_task(task: str) -> str:
-    """'classification' or 'qa' for a task name of TASK_NAMES."""
-    return TASK_HEADS[task]

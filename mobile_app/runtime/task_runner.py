@@ -94,7 +94,8 @@ class TaskRunner:
         if self.head == "qa":
             return bundle_windows(self.tokenizer, _text(example.get("question")), _text(example.get("context")), self.settings,
                                   self.max_length)
-        return [encode_text(self.tokenizer, _text(example.get("text")), self.max_length)]
+        pair = _text(example.get("text_pair")) if self.manifest.get("text_pair") else None
+        return [encode_text(self.tokenizer, _text(example.get("text")), self.max_length, pair)]
 
     def predict(self, example: dict, inputs: list, outputs: list[dict]) -> Prediction | Answer:
         """The result of one example from its model outputs: a labelled Prediction, or the best Answer span."""
@@ -126,10 +127,11 @@ class TaskRunner:
             other = "answer(question, context)" if self.head == "qa" else "classify(text)"
             raise BundleError(f"the {self.manifest.get('task')!r} bundle is a {self.head} model; call {other}, not {call}")
 
-    def classify(self, text: str) -> tuple[Prediction, float]:
-        """(Prediction, latency in ms: tokenize + model + softmax). Empty text classifies [CLS][SEP]; long text is truncated."""
+    def classify(self, text: str, text_pair: str | None = None) -> tuple[Prediction, float]:
+        """(Prediction, latency in ms: tokenize + model + softmax). Empty text classifies [CLS][SEP]; long text is
+        truncated. A sentence-pair task (bundle "text_pair") takes its second text as `text_pair`."""
         self._require("classification", "classify(text)")
-        run = self.run_example({"text": text})
+        run = self.run_example({"text": text, "text_pair": text_pair})
         return run.result, run.latency_ms
 
     def answer(self, question: str, context: str) -> tuple[Answer, float]:
