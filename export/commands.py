@@ -1,4 +1,4 @@
-"""`tinybert-mobile distill|export|verify|pipeline|app`: the kit's one command line.
+"""`tinybert-mobile distill|export|verify|pipeline|app|package`: the kit's one command line.
 
 Each stage package only registers its parsers (`add_*_commands(subparsers)`); every parsed command then runs
 through `run_command`, the one place that handles what all commands share:
@@ -18,6 +18,7 @@ from export.cli import add_export_commands
 from export.pipeline.cli import add_pipeline_parser
 from export.verify.cli import add_verify_parser
 from mobile_app.command import add_app_parser
+from mobile_app.package_app import add_package_parser
 from mobile_app.runtime.errors import UserError
 
 PROG = "tinybert-mobile"
@@ -34,6 +35,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_verify_parser(commands)
     add_pipeline_parser(commands)
     add_app_parser(commands)
+    add_package_parser(commands)
     return parser
 
 

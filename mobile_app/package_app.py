@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, find_bundles, load_manifest
+from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.files import replace_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -85,25 +86,36 @@ def stage_app(bundles_dir: str | Path, out_dir: str | Path, fmt: str = "tflite",
     return sizes
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobile_app.package_app", description=__doc__.splitlines()[0])
+def add_package_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `package` on the kit's command line (`python -m mobile_app.package_app` is its alias)."""
+    parser = subparsers.add_parser("package", help="stage the app and its bundles for buildozer (Android) or kivy-ios",
+                                   description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder of bundles, each packaged (default: bundles)")
     parser.add_argument("--out", type=Path, default=Path("build/android_app"), help="folder to stage (default: build/android_app, buildozer.spec's source.dir)")
     parser.add_argument("--format", choices=("tflite", "coreml"), default="tflite", help="artifacts to keep: tflite for Android, coreml for iOS")
     parser.add_argument("--precisions", nargs="+", metavar="P",
                         help="keep only these precisions (e.g. int8-dynamic), or 'default': per task the one the app opens by "
                              "default (int8-words4 where the bundle has it, else int8-dynamic)")
-    args = parser.parse_args(argv)
+    parser.set_defaults(func=package_command)
+    return parser
+
+
+def package_command(args: argparse.Namespace) -> int:
     try:
         sizes = stage_app(args.bundles, args.out, args.format, args.precisions)
-    except (BundleError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except OSError as error:
+        raise UserError(f"cannot stage {args.out} ({error.strerror or error}); pass a writable --out") from None
     print("| task | staged MB |\n|---|---:|")
     for task, size in sizes.items():
         print(f"| {task} | {size / 1e6:.1f} |")
     print(f"staged {args.out}: main.py, mobile_app/, bundles/ ({', '.join(sizes)})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from export.commands import main as kit_main
+
+    return kit_main(["package", *(sys.argv[1:] if argv is None else argv)], alias=(1, "python -m mobile_app.package_app"))
 
 
 if __name__ == "__main__":

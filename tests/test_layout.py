@@ -58,7 +58,7 @@ FORBIDDEN = {
     "pipeline": lambda n: _within(n, "kivy"),
 }
 # Entry points sit on top of their package and assemble the commands of the floors above it.
-ENTRY_POINTS = {"export/commands.py", "export/__main__.py", "distill/__main__.py", "mobile_app/__main__.py"}
+ENTRY_POINTS = {"export/commands.py", "export/__main__.py", "distill/__main__.py", "mobile_app/__main__.py", "mobile_app/package_app.py"}
 
 
 def _sources():
@@ -79,9 +79,10 @@ def test_the_one_command_reaches_every_stage_and_answers_bad_input_in_one_line(t
     command = [sys.executable, "-m", "export.commands"]
     helped = subprocess.run(command + ["--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0
-    for stage in ("distill", "export", "verify", "pipeline", "app"):
+    for stage in ("distill", "export", "verify", "pipeline", "app", "package"):
         assert f"    {stage} " in helped.stdout
-    for argv in (["verify", str(tmp_path / "none")], ["export", "tflite", str(tmp_path / "none"), "--out", str(tmp_path / "b")]):
+    for argv in (["verify", str(tmp_path / "none")], ["export", "tflite", str(tmp_path / "none"), "--out", str(tmp_path / "b")],
+                 ["package", "--bundles", str(tmp_path / "none"), "--out", str(tmp_path / "b")]):
         done = subprocess.run(command + argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith("error: ")
