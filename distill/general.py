@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import BertModel
 
+from distill.model_weights import check_weight_files
 from distill.embedding_init import project_teacher_embeddings
 from mobile_app.runtime.errors import UserError
 from distill.features import text_features
@@ -63,6 +64,7 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
         return general_dir, {"dir": str(general_dir), "cached": True, **record.get("summary", {})}
     t_config = teacher_config(teacher_source)
     tokenizer = load_tokenizer(teacher_source)
+    check_weight_files(teacher_source)
     teacher = BertModel.from_pretrained(teacher_source, use_safetensors=True, trust_remote_code=False, add_pooling_layer=False)
     teacher.to(accelerator.device)
     config = student_config(shape, t_config, head="qa")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from distill.model_weights import check_weight_files
 from mobile_app.runtime.errors import UserError
 from distill.heads import head_of_architecture, model_class
 from mobile_app.runtime.contract import HEAD_ARCHITECTURES
@@ -117,6 +118,7 @@ def load_general_encoder(student, source: str | Path) -> dict:
     from transformers import BertModel
 
     try:
+        check_weight_files(source)
         general = BertModel.from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
     except OSError as error:
         raise UserError(f"cannot load a general checkpoint from {source!s}: {str(error).splitlines()[0]} "

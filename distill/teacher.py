@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, BertTokenizerFast
 
+from distill.model_weights import check_weight_files
 from mobile_app.runtime.errors import UserError
 from distill.heads import model_class
 from distill.features import classification_features, qa_train_features
@@ -113,6 +114,7 @@ def task_features(tokenizer, task, examples: list[dict], settings) -> list[dict]
 
 
 def load_task_model(source, task):
+    check_weight_files(source)
     return model_class(task.head).from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
 
 
@@ -140,6 +142,7 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
     kwargs = {"num_labels": len(task.labels), "id2label": dict(enumerate(task.labels)),
               "label2id": {label: i for i, label in enumerate(task.labels)}} if not task.is_qa else {}
     try:
+        check_weight_files(source)
         model = model_class(task.head).from_pretrained(source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs)
     except OSError as error:
         raise UserError(f"cannot load teacher weights from {source!r}: {str(error).splitlines()[0]} (safetensors weights are required)") from None

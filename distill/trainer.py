@@ -30,12 +30,25 @@ DONE_FILE = "epoch.json"
 
 
 def make_accelerator(cpu: bool = False) -> Accelerator:
-    """Accelerate's Accelerator; CPU-only machines run as `cpu=True` so that a multi-process launch uses gloo.
+    """Accelerate's Accelerator on the device `training_device` picks, with no flag: CUDA, then Apple's MPS, else the
+    CPU (run as `cpu=True`, so that a multi-process launch uses gloo).
 
     Unused parameters (e.g. the pooler during intermediate distillation) are allowed under DDP.
     """
-    cpu = cpu or not torch.cuda.is_available()
-    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    kind = training_device(torch.cuda.is_available(), _mps_available(), force_cpu=cpu)
+    return Accelerator(cpu=kind == "cpu", kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def training_device(cuda: bool, mps: bool, force_cpu: bool = False) -> str:
+    """Where distillation runs: "cuda", "mps" or "cpu" (a pure function, so the choice is testable on a CPU box)."""
+    if force_cpu:
+        return "cpu"
+    return "cuda" if cuda else "mps" if mps else "cpu"
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -44,8 +57,15 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+        return cpu_kernels_use_bf16(torch.backends.cpu.get_cpu_capability(),
+                                    any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")))
     return False
+
+
+def cpu_kernels_use_bf16(capability: str, hardware_bf16: bool) -> bool:
+    """bf16 is fast only when the CPU has AMX or AVX512-BF16 *and* torch's kernels may use them: under
+    `ATEN_CPU_CAPABILITY=avx2` (how an AVX2-only CPU is emulated) the same chip runs bf16 ~10x slower than float32."""
+    return hardware_bf16 and capability.upper().startswith(("AVX512", "AMX"))
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

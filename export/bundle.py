@@ -14,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
+from export.writer_lock import bundle_writer
 from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.files import make_stage, swap_in, write_atomic
 from mobile_app.runtime.bundle import BundleError, read_manifest, sha256_path
@@ -112,6 +113,11 @@ def staged_bundle(bundle_dir: str | Path, fresh_manifest: dict):
     """
     bundle_dir = Path(bundle_dir).resolve()
     _check_target(bundle_dir, fresh_manifest)
+    with bundle_writer(bundle_dir, "exporting"):
+        yield from _staged(bundle_dir, fresh_manifest)
+
+
+def _staged(bundle_dir: Path, fresh_manifest: dict):
     old = _carried_over(bundle_dir, fresh_manifest)
     try:
         stage = make_stage(bundle_dir)
@@ -144,5 +150,6 @@ def staged_bundle(bundle_dir: str | Path, fresh_manifest: dict):
 
 
 def upsert_artifact(manifest: dict, entry: dict) -> None:
-    """Add an artifact entry, replacing one with the same file name."""
+    """Add an artifact entry, replacing one with the same file name; it records the student it was converted from."""
+    entry = {**entry, "student_sha256": manifest["student_sha256"]}
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["file"] != entry["file"]] + [entry]

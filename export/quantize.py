@@ -65,7 +65,11 @@ def parse_min_runtime(value: str | None) -> str:
     parts = text.split(".")
     if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
         raise UserError(f"--min-runtime {text!r} is not a TFLite version; give one like 2.8, 2.14 or 2.18.0, or 'litert' (LiteRT {LITERT_RELEASE})")
-    return normalize(text)
+    version = normalize(text)
+    if version_key(version)[0] != 2 or version_key(version) > version_key(LITERT_MIN_RUNTIME):
+        raise UserError(f"--min-runtime {text!r} is not a TFLite release this kit can target: give 2.0 up to {LITERT_MIN_RUNTIME} "
+                        f"(the TFLite of LiteRT {LITERT_RELEASE}), or 'litert'")
+    return version
 
 
 def _has(min_runtime: str, op: str, version: int) -> bool:
@@ -136,14 +140,15 @@ def _recipe(precision: str, min_runtime: str = DEFAULT_MIN_RUNTIME, keep_float: 
 
 def quantize_tflite(float_model: bytes, precision: str,
                     calibration: Mapping[str, list[dict[str, np.ndarray]]] | None = None,
-                    min_runtime: str = DEFAULT_MIN_RUNTIME, keep_float: tuple[str, ...] = ()) -> bytes:
+                    min_runtime: str = DEFAULT_MIN_RUNTIME, keep_float: tuple[str, ...] = (),
+                    metadata: dict[str, bytes] | None = None) -> bytes:
     """The model bytes at `precision` for the `min_runtime` profile, weights inline and op versions stamped
     (export/tflite_compat.py); `calibration` ({signature key: [input dicts]}) is needed for int8-static; ops in the
-    scopes of `keep_float` (regexes) are not quantized."""
+    scopes of `keep_float` (regexes) are not quantized; `metadata` entries are written into the file."""
     from export.tflite_compat import inline_and_stamp
 
     if precision == "fp32":
-        return inline_and_stamp(bytes(float_model))
+        return inline_and_stamp(bytes(float_model), metadata)
     from ai_edge_quantizer import Quantizer
 
     quantizer = Quantizer(bytes(float_model), _recipe(precision, min_runtime, keep_float))
@@ -155,4 +160,4 @@ def quantize_tflite(float_model: bytes, precision: str,
     result = quantizer.quantize(calibration_result, enable_progress_report=False)
     # ai-edge-quantizer writes weights of files over 256 KiB after the flatbuffer (Buffer.offset), which TFLite
     # before 2.14 cannot read, and keeps the float model's op versions; store both the way every runtime reads.
-    return inline_and_stamp(bytes(result.quantized_model))
+    return inline_and_stamp(bytes(result.quantized_model), metadata)

@@ -26,7 +26,7 @@ from export.student_folder import (check_buckets, check_labels, check_vocab_size
 from export.packed_words import MODULE_SCOPE_REGEX, grid_gaps as word_grid_gaps
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import read_manifest
-from mobile_app.runtime.contract import (DEFAULT_TFLITE_PRECISIONS, LABELS_NAME, PACKED_WORDS_PRECISIONS, TFLITE_NEEDS_FIELD,
+from mobile_app.runtime.contract import (DEFAULT_TFLITE_PRECISIONS, LABELS_NAME, PACKED_WORDS_PRECISIONS, STUDENT_STAMP_KEY, TFLITE_NEEDS_FIELD,
                                          TFLITE_PROFILE_FIELD, VOCAB_NAME, signature_key)
 from mobile_app.runtime.runtime_versions import version_key
 
@@ -68,7 +68,7 @@ def artifact_name(task: str, precision: str) -> str:
 
 
 def _convert_all(model: ExportableBert, task: str, buckets: list[int], precisions: list[str], calibration, progress: bool,
-                 min_runtime: str = DEFAULT_MIN_RUNTIME):
+                 min_runtime: str = DEFAULT_MIN_RUNTIME, student_sha256: str | None = None):
     """Yield (manifest entry, .tflite bytes or None with the reason it was left out) per precision; conversion
     seconds include the shared float conversion."""
     from export.tflite_compat import inspect_tflite
@@ -93,7 +93,8 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
         try:
             with library_stdout():
                 data = quantize_tflite(source, precision, calibration, min_runtime,
-                                       keep_float=(MODULE_SCOPE_REGEX,) if precision in PACKED_WORDS_PRECISIONS else ())
+                                       keep_float=(MODULE_SCOPE_REGEX,) if precision in PACKED_WORDS_PRECISIONS else (),
+                                       metadata={STUDENT_STAMP_KEY: student_sha256.encode()} if student_sha256 else None)
         except UserError:
             raise
         except Exception as error:  # the quantizer's own errors: name the precision that failed
@@ -181,7 +182,8 @@ def export_tflite(student_dir: str | Path, bundle_dir: str | Path, precisions=DE
             calibration = calibration_set(spec, wordpiece, tokenizer, spec.load(data_dir)["train"], buckets, calibration_examples)
             calibration_seconds = time.perf_counter() - began
         written = 0
-        for entry, data, reason in _convert_all(model, spec.name, buckets, precisions, calibration, progress, min_runtime):
+        for entry, data, reason in _convert_all(model, spec.name, buckets, precisions, calibration, progress, min_runtime,
+                                                  manifest["student_sha256"]):
             if data is None:
                 _leave_out(stage, manifest, entry["precision"], min_runtime, reason)
                 continue

@@ -258,8 +258,9 @@ def inspect_tflite(data: bytes) -> dict:
     return {"min_runtime": runtime, "min_runtime_for": because, "ops": needs, "buffers": buffers, "source": SOURCE}
 
 
-def inline_and_stamp(data: bytes) -> bytes:
-    """The same model with every weight buffer inside the flatbuffer and each op code at its derived version.
+def inline_and_stamp(data: bytes, metadata: dict[str, bytes] | None = None) -> bytes:
+    """The same model with every weight buffer inside the flatbuffer and each op code at its derived version, plus
+    `metadata` entries (name -> bytes; e.g. the student's sha256, mobile_app/runtime/artifact_student.py).
 
     Uses ai-edge-litert's flatbuffer_utils (it resolves Buffer.offset on read and packs data inline on write)."""
     from ai_edge_litert.tools import flatbuffer_utils
@@ -278,4 +279,11 @@ def inline_and_stamp(data: bytes) -> bytes:
     for index, version in derived.items():
         code = obj.operatorCodes[index]
         code.version = max(code.version, version)
+    for name, value in (metadata or {}).items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(value, dtype=np.uint8)
+        obj.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(obj.buffers) - 1
+        obj.metadata = [m for m in (obj.metadata or []) if m.name not in (name, name.encode())] + [entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from distill.model_weights import check_weight_files
 from mobile_app.runtime.errors import UserError
 from distill.heads import head_of_architecture, model_class
 from mobile_app.runtime.contract import HEAD_ARCHITECTURES, MASK_VALUE, OUTPUT_NAMES
@@ -122,6 +123,7 @@ def load_student(student_dir) -> nn.Module:
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{path} has no safetensors weights; save the model with safe_serialization (pickle weights are refused)")
     try:
+        check_weight_files(path)
         model = model_class(head).from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()
     except Exception as error:  # safetensors' own error type for a truncated or corrupt file, OSError, shape mismatches
         raise UserError(f"cannot load the student weights in {path} ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "

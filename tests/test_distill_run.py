@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from distill.stages import REPORT_FILE, run_general, run_task
 from mobile_app.runtime.errors import UserError
-from distill.trainer import Interrupted, autocast_dtype
+from distill.trainer import Interrupted, autocast_dtype, cpu_kernels_use_bf16, make_accelerator, training_device
 from export.wrapper import load_student
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import make_tiny_bert
@@ -106,7 +106,21 @@ def test_auto_precision_is_bf16_only_where_the_device_computes_it(monkeypatch):
         monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
     assert autocast_dtype("auto", cpu) is None
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert autocast_dtype("auto", cpu) is torch.bfloat16
+    # The same chip with torch's kernels held to AVX2 (ATEN_CPU_CAPABILITY=avx2) runs bf16 slower than float32.
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert autocast_dtype("auto", cpu) is None
+    assert cpu_kernels_use_bf16("AMX", True) and not cpu_kernels_use_bf16("AVX512", False) and not cpu_kernels_use_bf16("DEFAULT", True)
+
+
+def test_training_runs_on_the_gpu_torch_sees_without_a_flag():
+    assert training_device(cuda=True, mps=True) == "cuda"
+    assert training_device(cuda=False, mps=True) == "mps"
+    assert training_device(cuda=False, mps=False) == "cpu"
+    assert training_device(cuda=True, mps=False, force_cpu=True) == "cpu"
+    if not torch.cuda.is_available():
+        assert make_accelerator().device.type in ("cpu", "mps")
 
 
 def test_qa_teacher_is_fine_tuned_once_then_cached_and_general_init_works(tiny_base_dir, data_dir, tmp_path):

@@ -133,7 +133,14 @@ def matrix_runtimes(cfg: PipelineConfig) -> list[list]:
 
 
 def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, cache: StageCache) -> dict:
-    """All stages of one task; returns its section of the run summary."""
+    """All stages of one task, holding its bundle's writer lock throughout; returns its section of the run summary."""
+    from export.writer_lock import bundle_writer
+
+    with bundle_writer(Path(cfg.bundles_dir) / task, "running the pipeline"):
+        return _task_stages(task, cfg, stages, cache)
+
+
+def _task_stages(task: str, cfg: PipelineConfig, stages: StageFunctions, cache: StageCache) -> dict:
     data = _data_hashes(task, cfg)
     bundle_dir = Path(cfg.bundles_dir) / task
     outcomes: dict[str, StageOutcome] = {}

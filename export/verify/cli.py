@@ -60,6 +60,7 @@ def threshold_overrides(flags: list[str] | None) -> dict:
 def check_verify(args: argparse.Namespace) -> None:
     """Runtime names and the eval data flags, checked before anything heavy is imported."""
     check_runtime_names(args.runtimes)
+    threshold_overrides(args.threshold)
     args.task_spec = None
     if any(getattr(args, flag, None) is not None for flag in TASK_DATA_FLAGS):
         from mobile_app.runtime.bundle import read_manifest
@@ -76,7 +77,9 @@ def run_verify(args: argparse.Namespace) -> int:
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
                            thresholds=threshold_overrides(args.threshold), runtimes=args.runtimes,
-                           matrix=args.matrix, task=args.task_spec)
+                           matrix=args.matrix, task=args.task_spec, student_mismatch_ok=args.student_mismatch_ok)
+    if report.get("student_mismatch"):
+        print(f"note: proved against {args.student}, not the student the bundle was exported from (--student-mismatch-ok)")
     print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")
     for line in _table(parity_rows(report)) + ["", "artifact x runtime (result, median latency per example):"] + _table(matrix_rows(report)):
         print(line)
@@ -93,6 +96,8 @@ def add_verify_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("bundle_dir", type=Path)
     add_data_argument(parser)
     parser.add_argument("--student", type=Path, help="the PyTorch student (default: the folder recorded in bundle.json)")
+    parser.add_argument("--student-mismatch-ok", action="store_true",
+                        help="allow a --student other than the one the bundle was exported from (the report says so)")
     parser.add_argument("--max-examples", type=int, metavar="N", help="first N eval examples (default: all of the eval split)")
     add_threshold_argument(parser)
     add_runtimes_argument(parser)

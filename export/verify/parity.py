@@ -83,9 +83,14 @@ def parse_threshold_flag(text: str) -> tuple[str, str, float | None]:
     if value.strip().lower() == "none":
         return kind or "*", name, None
     try:
-        return kind or "*", name, float(value)
+        number = float(value)
     except ValueError:
         raise UserError(f"bad --threshold {text!r}: {value!r} is not a number (or 'none')") from None
+    low, high = (0.0, 100.0) if name == "min_agreement" else (0.0, math.inf)
+    if not (low <= number <= high) or math.isnan(number):
+        unit = "a percent from 0 to 100" if name == "min_agreement" else "a difference of 0 or more"
+        raise UserError(f"bad --threshold {text!r}: {name} must be {unit}")
+    return kind or "*", name, number
 
 
 def _vector(value) -> np.ndarray:

@@ -100,7 +100,11 @@ def _threads_note(report: dict) -> str:
 def render_markdown(report: dict, plot_file: str | None = None) -> str:
     lines = [f"# Parity: {report['task']} ({report['examples']} eval examples)", "",
              f"PyTorch student {report['metric_name']}: {report['reference']['metric']:.2f}. Result: "
-             f"**{'PASS' if report['passed'] else 'FAIL'}**.", "", "## Artifact x runtime", "",
+             f"**{'PASS' if report['passed'] else 'FAIL'}**.", ""]
+    if report.get("student_mismatch"):
+        lines += [f"**Proved against another student** ({report['student']}, sha256 {report['student_mismatch']['student_sha256'][:12]}) "
+                  f"than the one this bundle was exported from ({report['student_mismatch']['bundle_student_sha256'][:12]}).", ""]
+    lines += ["## Artifact x runtime", "",
              "Each cell: the result against the same thresholds on every runtime, and the median latency of one example "
              f"(tokenize + model + post-processing) on this machine{_threads_note(report)}.", ""]
     lines += _table(matrix_rows(report)) + ["", "Runtimes:", ""] + runtime_lines(report)

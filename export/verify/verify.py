@@ -39,6 +39,7 @@ from export.verify.torch_reference import TorchRunner
 from export.verify.runtimes import is_installed
 from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
+from export.writer_lock import bundle_writer
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
 from mobile_app.runtime.contract import PARITY_JSON, PARITY_MD, PARITY_PNG, VERIFIED_ON
 from mobile_app.runtime.backend_factory import open_entry
@@ -232,14 +233,24 @@ def task_for_bundle(manifest: dict, student_dir: Path, given: TaskSpec | None) -
 
 def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, student_dir: str | Path | None = None,
                   max_examples: int | None = None, thresholds: dict | None = None, progress: bool = True,
-                  runtimes: list[str] | None = None, matrix: str = "all", task: TaskSpec | None = None) -> dict:
+                  runtimes: list[str] | None = None, matrix: str = "all", task: TaskSpec | None = None,
+                  student_mismatch_ok: bool = False) -> dict:
     """Run the parity check on `runtimes` (names; default every installed one), write parity.json/.md/.png into the
     bundle and `verified_on` into bundle.json, and return the parity report.
 
     `matrix`: "all" runs every .tflite on every runtime; "shipped" runs the artifact the app opens by default
     (mobile_app.runtime.bundle.default_artifact) on every runtime and the other .tflite files on the first one only.
     `task`: where the eval examples are (from the verify command's data flags); default: the definition saved with
-    the student, else the demo task of the bundle's name."""
+    the student, else the demo task of the bundle's name. `student_mismatch_ok`: prove the bundle against a student
+    other than the one it was exported from (refused otherwise; the report then says so). Holds the bundle's writer
+    lock throughout (export/writer_lock.py)."""
+    with bundle_writer(bundle_dir, "verifying"):
+        return _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, progress, runtimes, matrix, task,
+                              student_mismatch_ok)
+
+
+def _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, progress, runtimes, matrix, task,
+                   student_mismatch_ok) -> dict:
     if matrix not in MATRIX_CHOICES:
         raise UserError(f"unknown matrix {matrix!r}; choose one of: {', '.join(MATRIX_CHOICES)}")
     from mobile_app.runtime.tokenizer import WordPieceTokenizer
@@ -253,6 +264,7 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     if max_examples is not None and max_examples < 1:
         raise UserError(f"--max-examples must be at least 1, got {max_examples}")
     student_dir = Path(student_dir or manifest.get("student") or "")
+    mismatch = _student_mismatch(student_dir, manifest, bundle_dir, student_mismatch_ok)
     spec = task_for_bundle(manifest, student_dir, task)
     model = ExportableBert(load_student(student_dir))
     if model.head != manifest["head"]:
@@ -298,9 +310,26 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
               "runtimes": [{"name": r.name, "package": r.package, "version": r.version, "module": r.module,
                             "environment": str(r.env_dir() or "main"), "installed": is_installed(r)} for r in selected],
               "artifacts": rows, "failures": [f for row in rows for f in row["failures"]], "diffs": diffs}
+    if mismatch:
+        report["student_mismatch"] = mismatch
     report["passed"] = not report["failures"]
     write_parity(bundle_dir, report)
     return report
+
+
+def _student_mismatch(student_dir: Path, manifest: dict, bundle_dir: Path, allowed: bool) -> dict | None:
+    """None when student_dir is the student the bundle was exported from; else refused, or (allowed) a note for the report."""
+    from export.bundle import student_fingerprint
+
+    if not student_dir.is_dir():
+        raise UserError(f"student folder {student_dir} does not exist; pass --student, the folder the bundle was exported from")
+    given, recorded = student_fingerprint(student_dir), manifest.get("student_sha256")
+    if recorded is None or given == recorded:
+        return None
+    if not allowed:
+        raise UserError(f"{student_dir} is not the student {bundle_dir} was exported from (sha256 {given[:12]} vs {recorded[:12]} in "
+                        f"{MANIFEST_NAME}); pass the bundle's own student, or --student-mismatch-ok to prove the bundle against this one")
+    return {"student_sha256": given, "bundle_student_sha256": recorded}
 
 
 def _json_safe(value):

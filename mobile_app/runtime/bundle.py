@@ -48,7 +48,36 @@ def load_manifest(bundle_dir: str | Path, task: str | None = None, verify_files:
                 raise BundleError(f"{bundle_dir}: {name} is listed in {MANIFEST_NAME} but missing; re-export the bundle")
             if sha256_path(path) != expected:
                 raise BundleError(f"{bundle_dir}: {name} does not match its sha256 in {MANIFEST_NAME} (tampered or corrupted); re-export the bundle")
+        for entry in artifacts(manifest):
+            check_artifact_student(bundle_dir, manifest, entry)
     return manifest
+
+
+def check_artifact_student(bundle_dir: str | Path, manifest: dict, entry: dict) -> None:
+    """Refuse an artifact made from another student than the bundle's: by its entry's record and, for a .tflite, by
+    the stamp inside the file (a file swapped in from another bundle keeps its own). Entries of bundles written
+    before artifacts recorded their student carry no record and are not checked."""
+    recorded, student = entry.get("student_sha256"), manifest.get("student_sha256")
+    if recorded is None:
+        return
+    if recorded != student:
+        raise BundleError(f"{bundle_dir}: {entry.get('file')} was converted from another student than the bundle's "
+                          f"({recorded[:12]} vs {str(student)[:12]}); re-export the bundle from one student")
+    if entry.get("format") != "tflite":
+        return
+    import mmap
+
+    from mobile_app.runtime.artifact_student import read_student_stamp
+
+    path = Path(bundle_dir) / entry["file"]
+    try:
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            stamp = read_student_stamp(data)
+    except (OSError, ValueError) as error:
+        raise BundleError(f"{bundle_dir}: {entry['file']} cannot be read as TFLite ({error}); re-export the bundle") from None
+    if stamp != recorded:
+        raise BundleError(f"{bundle_dir}: {entry['file']} was made from another student ({(stamp or 'none recorded')[:12]}) than the "
+                          f"bundle's ({recorded[:12]}): a file swapped in from another bundle; re-export the bundle")
 
 
 def artifacts(manifest: dict, fmt: str | None = None) -> list[dict]:

@@ -77,3 +77,7 @@ DEFAULT_PRECISIONS = ("int8-words4", "int8-dynamic")
 def signature_key(bucket: int) -> str:
     """The name of a .tflite signature (and Core ML shape) that takes inputs of `bucket` tokens."""
     return f"seq_{int(bucket)}"
+
+# The flatbuffer metadata entry of every exported .tflite that names the student it was converted from (its
+# `student_sha256`); artifact entries of bundle.json record the same value.
+STUDENT_STAMP_KEY = "tinybert_student_sha256"

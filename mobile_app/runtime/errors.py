@@ -6,3 +6,7 @@ Standard library only: the runtime on the phone raises it too (BundleError is a 
 
 class UserError(ValueError):
     """Bad input (file, flag, model, bundle): the message says what was wrong and what to do."""
+
+
+class NotTextError(UserError, TypeError):
+    """A runtime call given something that is not text (None, a number, a list): refused, not answered."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from mobile_app.runtime.backend_factory import open_backend
 from mobile_app.runtime.backends import Backend
 from mobile_app.runtime.bundle import BundleError, artifacts, load_manifest
+from mobile_app.runtime.errors import NotTextError
 from mobile_app.runtime.classify import Prediction, classify, encode_text, from_probabilities
 from mobile_app.runtime.contract import DEFAULT_MAX_ANSWER_LENGTH, OUTPUT_NAMES, PER_TOKEN_OUTPUTS, PROBABILITIES_OUTPUT
 from mobile_app.runtime.qa import Answer, best_span, bundle_windows
@@ -29,6 +30,13 @@ def _text(value) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", errors="replace")
     return "" if value is None else str(value)
+
+
+def _check_text(**values) -> None:
+    """Refuse a non-text argument of the public calls: str, or UTF-8 bytes; None only where the call allows it."""
+    for name, value in values.items():
+        if not isinstance(value, (str, bytes, bytearray)):
+            raise NotTextError(f"{name} must be text (str or UTF-8 bytes), got {type(value).__name__}; pass the text to run")
 
 
 def input_fields(encoding) -> tuple[list[int], list[int], list[int]]:
@@ -131,12 +139,14 @@ class TaskRunner:
         """(Prediction, latency in ms: tokenize + model + softmax). Empty text classifies [CLS][SEP]; long text is
         truncated. A sentence-pair task (bundle "text_pair") takes its second text as `text_pair`."""
         self._require("classification", "classify(text)")
+        _check_text(text=text, **({"text_pair": text_pair} if text_pair is not None or self.manifest.get("text_pair") else {}))
         run = self.run_example({"text": text, "text_pair": text_pair})
         return run.result, run.latency_ms
 
     def answer(self, question: str, context: str) -> tuple[Answer, float]:
         """(Answer, latency in ms over all context windows). No valid span gives Answer("", ..., score=-inf)."""
         self._require("qa", "answer(question, context)")
+        _check_text(question=question, context=context)
         run = self.run_example({"question": question, "context": context})
         return run.result, run.latency_ms
 
