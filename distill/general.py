@@ -80,7 +80,8 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
                   settings.general_epochs, settings.general_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
                         resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
-                        pad_id=tokenizer.pad_token_id, precision=settings.train_precision)
+                        pad_id=tokenizer.pad_token_id, precision=settings.train_precision,
+                        fused_optimizer=settings.fused_optimizer)
     summary = {"texts": len(texts), "embedding_init": settings.general_embedding_init, **summary}
     publish_model_folder(accelerator, general_dir, student, tokenizer, KEY_FILE, {"key": key, "teacher": teacher_source, "summary": summary})
     return general_dir, {"dir": str(general_dir), "cached": False, **summary}

@@ -50,6 +50,7 @@ class DistillSettings:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     train_precision: str = "fp32"  # one of TRAIN_PRECISIONS: training forward passes in float32 or bfloat16 autocast
+    fused_optimizer: bool = True  # AdamW as one fused kernel (False: torch's per-tensor loop; benchmarks/RESULTS.md)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -223,7 +223,7 @@ def _task_stage(run: _Run, accelerator, budget, resume: bool, teacher, teacher_i
     student.to(accelerator.device)
     common = dict(batch_size=s.batch_size, seed=run.seed, checkpoints=run.out / "checkpoints", resume=resume, budget=budget,
                   warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, pad_id=run.tokenizer.pad_token_id,
-                  precision=s.train_precision)
+                  precision=s.train_precision, fused_optimizer=s.fused_optimizer)
     try:
         t0 = time.time()
         objective = IntermediateObjective(student, teacher, hidden_dims=hidden_dims)

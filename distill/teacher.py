@@ -152,7 +152,8 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
                   settings.teacher_epochs, settings.teacher_lr)
     summary = run_phase(accelerator, phase, batch_size=settings.batch_size, seed=seed, checkpoints=Path(out_dir) / "checkpoints",
                         resume=resume, budget=budget, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
-                        pad_id=tokenizer.pad_token_id, precision=settings.train_precision)
+                        pad_id=tokenizer.pad_token_id, precision=settings.train_precision,
+                        fused_optimizer=settings.fused_optimizer)
     fine_tune = {"train_examples": len(examples), **summary}
     publish_model_folder(accelerator, teacher_dir, model, tokenizer, KEY_FILE, {"key": key, "source": source, "task": task.name, "fine_tune": fine_tune})
     model.requires_grad_(True)

@@ -148,17 +148,21 @@ def phase_finished(checkpoints: Path, name: str, epochs: int, resume: bool) -> b
     return resume and epochs > 0 and _latest_epoch(Path(checkpoints) / name) >= epochs
 
 
-def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _optimizer(module: nn.Module, lr: float, weight_decay: float, fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW; `fused`: one kernel over all tensors where torch has it (CPU, CUDA, MPS), instead of torch's per-tensor
+    loop, which is its default on CPU."""
     decay, no_decay = [], []
     for name, param in module.named_parameters():
         if param.requires_grad:
             (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    fused = fused and all(p.device.type in ("cpu", "cuda", "mps") for p in decay + no_decay)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+                             fused=fused or None)
 
 
 def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: int, checkpoints: Path, resume: bool,
               budget: EpochBudget, warmup_ratio: float = 0.1, weight_decay: float = 0.01, pad_id: int = 0,
-              precision: str = "fp32") -> dict:
+              precision: str = "fp32", fused_optimizer: bool = True) -> dict:
     """Train `phase.objective` for `phase.epochs` epochs, checkpointing each; returns a summary dict.
 
     `precision` (setting `train_precision`): where `autocast_dtype` gives bfloat16, forward passes and their backward
@@ -180,7 +184,7 @@ def run_phase(accelerator: Accelerator, phase: Phase, *, batch_size: int, seed: 
     sampler = EpochSampler([len(f["input_ids"]) for f in phase.features], batch_size, seed)
     loader = DataLoader(phase.features, batch_size=batch_size, sampler=sampler, collate_fn=lambda f: collate(f, pad_id))
     total_steps = len(loader) * phase.epochs  # unsharded count: Accelerate steps the scheduler once per process
-    optimizer = _optimizer(phase.objective, phase.lr, weight_decay)
+    optimizer = _optimizer(phase.objective, phase.lr, weight_decay, fused_optimizer)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(phase.objective, optimizer, loader, scheduler)
     if start:
