@@ -23,29 +23,44 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from distill.stages import REPORT_FILE, run_task  # noqa: E402
-from distill.cli_args import parse_setting, parse_student  # noqa: E402
+from distill.cli_args import parse_student  # noqa: E402
 from mobile_app.runtime.errors import UserError  # noqa: E402
-from distill.settings import PRESET_NAMES  # noqa: E402
-from distill.tasks import TASKS, DATA_DIR_ENV  # noqa: E402
+from distill.settings import PRESET_NAMES, parse_settings  # noqa: E402
+from distill.tasks import DATA_DIR_ENV, demo_task_names  # noqa: E402
 from distill.teacher_spec import TEACHER_HELP, TEACHERS_HELP, teachers_for  # noqa: E402
+from benchmarks.machine import machine_line  # noqa: E402
 
-COLUMNS = ("task", "metric", "eval examples", "train examples", "teacher was", "student start", "teacher", "student", "retention %",
-           "teacher params", "student params", "student MB",
-           "teacher fine-tune s", "general s", "distil s", "total s", "total CPU s")
+COLUMNS = ("task", "metric", "eval examples", "train examples", "teacher was", "student start", "precision", "teacher", "student",
+           "retention %", "teacher params", "student params", "student MB", "teacher fine-tune s", "general s",
+           "intermediate steps", "intermediate s/step", "prediction steps", "prediction s/step", "distil s", "total s", "total CPU s")
+
+
+def _per_step(phase: dict | None) -> float | None:
+    return round(phase["seconds"] / phase["steps"], 3) if phase and phase.get("steps") else None
+
+
+def _precision(report: dict, phases: dict) -> str:
+    """The setting and what it ran as (auto: bfloat16 only where torch's kernels compute it)."""
+    ran = sorted({p["dtype"] for p in phases.values() if p and p.get("dtype") and p.get("steps")})
+    return f"{report['settings']['train_precision']} ({'/'.join(ran) or '-'})"
 
 
 def row(report: dict) -> dict:
     wall = report["wall_seconds"]
+    phases = report.get("phases") or {}
     teacher, student = report["teacher"], report["student"]
     metric = report["metric"]
     return {"task": report["task"], "metric": metric, "eval examples": report["data"]["eval_examples"],
             "train examples": report["data"]["train_examples"], "teacher was": "given" if teacher.get("given") else "fine-tuned",
-            "student start": student["init"]["kind"], "teacher": round(teacher["metrics"][metric], 2),
+            "student start": student["init"]["kind"], "precision": _precision(report, phases), "teacher": round(teacher["metrics"][metric], 2),
             "student": round(student["metrics"][metric], 2),
             "retention %": round(100 * report["retention"], 1) if report["retention"] is not None else None,
             "teacher params": teacher["parameters"], "student params": student["parameters"],
             "student MB": round(student["weights_bytes"] / 1e6, 1), "teacher fine-tune s": wall.get("teacher", 0.0),
-            "general s": wall.get("general", 0.0), "distil s": round(wall.get("intermediate", 0) + wall.get("prediction", 0), 1),
+            "general s": wall.get("general", 0.0),
+            "intermediate steps": (phases.get("intermediate") or {}).get("steps"), "intermediate s/step": _per_step(phases.get("intermediate")),
+            "prediction steps": (phases.get("prediction") or {}).get("steps"), "prediction s/step": _per_step(phases.get("prediction")),
+            "distil s": round(wall.get("intermediate", 0) + wall.get("prediction", 0), 1),
             "total s": wall["total"], "total CPU s": wall.get("cpu_total")}
 
 
@@ -77,10 +92,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV))
     parser.add_argument("--preset", default="quick", choices=PRESET_NAMES)
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", default=list(demo_task_names()))
     parser.add_argument("--teacher", action="append", default=None, metavar="[TASK=]PATH_OR_HUB_ID", help=TEACHER_HELP)
     parser.add_argument("--teachers", default=None, metavar="DIR", help=TEACHERS_HELP)
-    parser.add_argument("--set", dest="overrides", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a distillation setting for every task (a lever to measure)")
     parser.add_argument("--student", default="tinybert-4l-312d")
     parser.add_argument("--init", default=None, help="student start, as `python -m distill run --init` (default: the preset's)")
@@ -89,20 +104,22 @@ def main(argv=None) -> int:
     out = Path(args.out)
     began, rows = time.time(), []
     try:
+        overrides = parse_settings(args.overrides)
         teachers = teachers_for(args.tasks, args.teacher, args.teachers)
         for task in args.tasks:
             student_dir = run_task(task, args.data_dir, out / args.preset / task, preset=args.preset, teacher=teachers.get(task),
-                                   student=parse_student(args.student), init=args.init, overrides=dict(args.overrides))
+                                   student=parse_student(args.student), init=args.init, overrides=overrides)
             rows.append(row(json.loads((student_dir / REPORT_FILE).read_text())))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = markdown(rows)
     start = args.init or "the preset's"
-    print(f"\nTinyBERT distillation, preset {args.preset}, student {args.student} (start: {start}) "
+    print(f"\nmachine: {machine_line()}")
+    print(f"TinyBERT distillation, preset {args.preset}, student {args.student} (start: {start}) "
           f"(sum of the tasks' recorded wall times {sum(r['total s'] for r in rows):.0f}s; this invocation {time.time() - began:.0f}s)\n")
     print(table)
-    (out / f"bench_distill_{args.preset}.md").write_text(table + "\n")
+    (out / f"bench_distill_{args.preset}.md").write_text(f"machine: {machine_line()}\n\n{table}\n")
     (out / f"bench_distill_{args.preset}.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot(rows, out / f"bench_distill_{args.preset}.png")
     return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,13 +31,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from benchmarks.machine import machine_line  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 # goal / floor for the artifact the app ships by default (issue #17)
 TARGETS = {"size_x_vs_bert_base": (50.0, 40.0), "latency_vs_int8_dynamic": (1.0, 1.1), "agreement": (99.5, 99.0),
            "metric_gap": (0.3, 1.0)}
-ENV_KEYS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def example(bucket: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,13 +260,6 @@ def target_lines(subjects: list[Subject], shipped: str) -> list[str]:
         verdict = "goal met" if met(goal) else ("floor met" if met(floor) else "MISSED")
         lines.append(f"{shipped} {key}: {value:.2f} (goal {'>=' if higher else '<='} {goal:g}, floor {floor:g}): {verdict}")
     return lines
-
-
-def machine_line() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    env = ", ".join(f"{k}={os.environ[k]}" for k in ENV_KEYS if k in os.environ) or "no BLAS/OpenMP env set"
-    return f"{cpu}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {env}"
 
 
 def main(argv=None) -> int:

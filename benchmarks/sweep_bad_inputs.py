@@ -1,4 +1,4 @@
-"""Feed the kit's CLIs and runtime the bad or odd inputs of issue #16 and count how each one ends.
+"""Feed the kit's CLIs and runtime the bad or odd inputs a demanding user tries, and count how each one ends.
 
 Every case runs a real command in a subprocess on real files (a tiny random student, its TFLite bundle, copies of
 the real data files made bad) and is scored as one of:
@@ -329,6 +329,82 @@ class Sweep:
                 "a = r.classify(b'good film')[0]; b = r.classify('good film')[0];"
                 "sys.exit(0 if a.probabilities == b.probabilities else 1)")
         self.record("classify(b'good film')", run(["-c", code, str(self.bundle)]), should_fail=False)
+
+    def case_concurrent_exports(self):
+        """Two exports into one --out at once: one may refuse (naming the holder), but two successes must leave both
+        sets of artifacts in the bundle."""
+        bundle = self.root / "bundle_concurrent"
+        env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        argv = [PY, "-m", "export", "tflite", str(self.student), "--out", str(bundle), "--task", "sentiment", "--buckets", *TINY_BUCKETS]
+        children = [subprocess.Popen([*argv, "--precisions", precision], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for precision in ("fp32", "fp16")]
+        done = []
+        for child in children:
+            out, err = child.communicate(timeout=900)
+            done.append(subprocess.CompletedProcess(child.args, child.returncode, out, err))
+        manifest = json.loads((bundle / "bundle.json").read_text()) if (bundle / "bundle.json").is_file() else {"artifacts": []}
+        files = {a["file"] for a in manifest["artifacts"]}
+        if all(proc.returncode == 0 for proc in done):
+            both = {"sentiment_fp32.tflite", "sentiment_fp16.tflite"} <= files
+            self.record("two concurrent exports into one --out", done[1], should_fail=False, ok=lambda: both)
+            return
+        refused = next(proc for proc in done if proc.returncode != 0)
+        winner_ok = any(proc.returncode == 0 for proc in done) and bool(files)
+        self.record("two concurrent exports into one --out", refused,
+                    lost=None if winner_ok or "pid" not in refused.stderr else "neither export landed")
+
+    def case_verify_other_student(self):
+        self.record("verify --student OTHER", self._verify(self.bundle, "--student", str(self.other)))
+
+    def case_verify_other_student_allowed(self):
+        """With --student-mismatch-ok the int8 file is judged against another student: its logits must fail the bound."""
+        bundle = self.root / "bundle_int8"
+        made = run(["-m", "export", "tflite", str(self.student), "--out", str(bundle), "--task", "sentiment", "--precisions",
+                    "int8-dynamic", "--buckets", *TINY_BUCKETS], timeout=900)
+        if made.returncode:
+            self.record("verify int8 vs another student (allowed)", made)
+            return
+        self.record("verify int8 vs another student (allowed)", self._verify(bundle, "--student", str(self.other), "--student-mismatch-ok"))
+
+    def case_swapped_tflite(self):
+        """A .tflite from another student's bundle of the same task, its sha256 updated in bundle.json."""
+        other_bundle = self.root / "bundle_other"
+        made = export_tflite(self.other, other_bundle)
+        if made.returncode:
+            self.record("swapped .tflite, hash updated (load)", made)
+            return
+        bundle = self.copy_bundle("bundle_swapped")
+        shutil.copy(other_bundle / "sentiment_fp32.tflite", bundle / "sentiment_fp32.tflite")
+        self._rehash(bundle)
+        code = ("import sys\nfrom mobile_app.runtime import load_task\nfrom mobile_app.runtime.errors import UserError\n"
+                "try:\n    load_task(sys.argv[1]).classify('good film')\n"
+                "except UserError as e:\n    print('error:', e, file=sys.stderr); sys.exit(2)")
+        proc = run(["-c", code, str(bundle)])
+        self.record("swapped .tflite, hash updated (load)", proc)
+        self.record("swapped .tflite, hash updated (verify)", self._verify(bundle))
+
+    def case_min_runtime_unknown(self):
+        for version in ("99.0", "1.0", "2.x"):
+            self.record(f"tflite --min-runtime {version}", export_tflite(self.student, self.root / f"b_rt_{version}", "--min-runtime", version))
+
+    def case_threshold_out_of_range(self):
+        for flag in ("min_agreement=150", "tflite/fp32.max_abs_diff=-1", "max_metric_gap=nan"):
+            self.record(f"verify --threshold {flag}", self._verify(self.bundle, "--threshold", flag))
+
+    def case_truncated_teacher(self):
+        teacher = self.root / "teacher_truncated"
+        shutil.copytree(self.student, teacher)
+        data = (teacher / "model.safetensors").read_bytes()
+        (teacher / "model.safetensors").write_bytes(data[: len(data) // 2])
+        proc = run(["-m", "distill", "run", "--task", "sentiment", "--data-dir", str(self.data), "--out", str(self.root / "trunc_teacher"),
+                    "--teacher", str(teacher), "--student", "1x32x4x64", "--init", "random", "--max-train-examples", "32"])
+        self.record("distill: truncated teacher safetensors", proc)
+
+    def case_classify_not_text(self):
+        for value in ("None", "5", "['good film']"):
+            code = ("import sys; from mobile_app.runtime import load_task; r = load_task(sys.argv[1])\n"
+                    f"try:\n    r.classify({value})\nexcept TypeError as e:\n    print('error:', e, file=sys.stderr); sys.exit(2)")
+            self.record(f"classify({value})", run(["-c", code, str(self.bundle)]))
 
     def cases(self):
         return [getattr(self, name) for name in dir(self) if name.startswith("case_")]

@@ -22,4 +22,4 @@ def check_weight_files(source: str | Path) -> None:
             with safe_open(str(file), framework="numpy") as weights:
                 weights.keys()
         except Exception as error:  # SafetensorError, OSError: the file is not whole
-            raise UserError(f"{file} is damaged or not a safetensors file ({error}); re-save or re-download the model") from None
+            raise UserError(f"{file} is truncated or corrupt, not a readable safetensors file ({error}); re-save or re-download the model") from None

@@ -122,8 +122,8 @@ def load_student(student_dir) -> nn.Module:
         raise UserError(f"{path} holds a {arch or 'headless'} model; export needs {_CLASSES}")
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{path} has no safetensors weights; save the model with safe_serialization (pickle weights are refused)")
+    check_weight_files(path)
     try:
-        check_weight_files(path)
         model = model_class(head).from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()
     except Exception as error:  # safetensors' own error type for a truncated or corrupt file, OSError, shape mismatches
         raise UserError(f"cannot load the student weights in {path} ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "

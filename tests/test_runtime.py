@@ -16,6 +16,7 @@ from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.backend_factory import open_backend, pick_artifact
 from mobile_app.runtime.backends import BackendUnavailableError, TFLiteBackend
 from mobile_app.runtime.bundle import BundleError, artifacts, load_manifest
+from mobile_app.runtime.errors import NotTextError
 from mobile_app.runtime.classify import Prediction, classify, encode_text, from_probabilities, softmax
 from mobile_app.runtime.qa import NO_ANSWER, bundle_windows
 from mobile_app.runtime import load_task
@@ -24,7 +25,7 @@ from tests.tiny_models import flip_middle_byte
 
 CLS_BUCKETS = (16, 32)
 QA_BUCKETS = (64,)
-ODD_TEXTS = ["", "   ", None, "😀🔥 great!!! 👍🏽", "Crème brûlée 北京 مرحبا नमस्ते", "a" * 5000, "word " * 2000,
+ODD_TEXTS = ["", "   ", b"bytes \xff\xfe not UTF-8", "😀🔥 great!!! 👍🏽", "Crème brûlée 北京 مرحبا नमस्ते", "a" * 5000, "word " * 2000,
              "ctrl\x00\x01\u200b\ufeff", "\n\t\r"]
 
 
@@ -104,6 +105,10 @@ def test_classify_odd_texts_never_crash(cls_bundle, tiny_classifier_dir):
         prediction, latency_ms = runner.classify(text)
         assert isinstance(prediction, Prediction) and prediction.label in ("negative", "positive")
         assert math.isclose(sum(prediction.probabilities.values()), 1.0, rel_tol=1e-6) and latency_ms > 0
+    # Anything that is not text is refused, not answered.
+    for not_text in (None, 5, ["a list"]):
+        with pytest.raises(NotTextError, match="must be a str or UTF-8 bytes"):
+            runner.classify(not_text)
     # Long text is truncated to the largest bucket, and the fp32 artifact answers like PyTorch on it.
     runner.set_precision("fp32")
     model = ExportableBert(load_student(tiny_classifier_dir))
@@ -125,9 +130,11 @@ def test_answer_odd_inputs_and_long_context(qa_bundle):
     assert len(bundle_windows(runner.tokenizer, "Who gave their name to Normandy?", context, runner.settings, 64)) > 5
     assert runner.answer("", "")[0] == NO_ANSWER
     assert runner.answer("Why?", "")[0] == NO_ANSWER
-    for question, passage in [("", "Some context here."), ("😀 " * 300, "Короткий текст 北京."), (None, None)]:
+    for question, passage in [("", "Some context here."), ("😀 " * 300, "Короткий текст 北京.")]:
         got, _ = runner.answer(question, passage)
-        assert got.text == (passage or "")[got.start_char:got.end_char]
+        assert got.text == passage[got.start_char:got.end_char]
+    with pytest.raises(NotTextError):
+        runner.answer(None, None)
     with pytest.raises(BundleError, match="call answer"):
         runner.classify("text")
 

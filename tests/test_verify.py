@@ -10,7 +10,8 @@ import pytest
 
 from mobile_app.runtime.errors import UserError
 from export.__main__ import main
-from export.verify.parity import QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, Threshold, compared_outputs, parse_threshold_flag, thresholds_with
+from export.verify.parity import (LOSSY_SCALED_DIFF, QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, ArtifactParity, Threshold, compared_outputs, parse_threshold_flag,
+                                  thresholds_with)
 
 MAIN_RUNTIME = "ai-edge-litert-2.3"  # the main environment's interpreter; the matrix is tests/test_runtime_matrix.py
 
@@ -79,12 +80,14 @@ def test_threshold_table_overrides_and_flags():
     assert THRESHOLDS["coreml/fp16"] == Threshold(max_abs_diff=1e-2, min_agreement=99.5)
     # QA spans: quantized kinds get the agreement floor and keep the F1 gap; exact kinds and overrides are unchanged
     qa = thresholds_with(None, head="qa")
-    assert qa["tflite/int8-dynamic"] == Threshold(min_agreement=QA_SPAN_AGREEMENT_FLOOR, max_metric_gap=1.0)
+    assert qa["tflite/int8-dynamic"] == Threshold(min_agreement=QA_SPAN_AGREEMENT_FLOOR, max_metric_gap=1.0, max_scaled_diff=LOSSY_SCALED_DIFF)
     assert qa["tflite/fp32"] == THRESHOLDS["tflite/fp32"] and qa["tflite/fp16"] == THRESHOLDS["tflite/fp16"]
     # Core ML fp16 computes in float16: on QA it is judged by the F1 gap, with a logit bound that still catches a broken export
     assert qa["coreml/fp16"] == Threshold(max_abs_diff=0.1, min_agreement=QA_SPAN_AGREEMENT_FLOOR, max_metric_gap=1.0)
     assert thresholds_with({"coreml/fp16": {"max_abs_diff": 1e-2}}, head="qa")["coreml/fp16"].max_abs_diff == 1e-2
     assert thresholds_with(None)["tflite/int8-dynamic"].min_agreement == 99.0
+    # every lossy kind (judged by a metric gap) is also bounded on its outputs
+    assert all(t.max_scaled_diff is not None for t in THRESHOLDS.values() if t.max_metric_gap is not None)
     assert thresholds_with({"tflite/int8-dynamic": {"min_agreement": 99.0}}, head="qa")["tflite/int8-dynamic"].min_agreement == 99.0
     assert parse_threshold_flag("tflite/fp32.max_abs_diff=1e-3") == ("tflite/fp32", "max_abs_diff", 1e-3)
     assert parse_threshold_flag("max_metric_gap=none") == ("*", "max_metric_gap", None)
@@ -154,3 +157,23 @@ def test_one_check_per_core_each_with_the_cores_left(monkeypatch):
     assert verify._lanes(3) == (3, 5) and verify._lanes(40) == (verify.MAX_LANES, 16 // verify.MAX_LANES)
     monkeypatch.undo()
     assert 1 <= verify._cores() <= (os.cpu_count() or 1)
+
+
+def test_scaled_logit_bound_fails_another_students_file_where_the_labels_agree():
+    """Quantization moves logits a few percent of their scale; another student's file moves them by their scale, even
+    where it still answers every example the same (docs/reliability.md)."""
+    threshold = Threshold(min_agreement=99.0, max_scaled_diff=0.1)
+    reference = [np.array([4.0, -3.5]), np.array([-2.0, 2.5])]
+    own, other = (ArtifactParity("own.tflite", "tflite/int8-dynamic", threshold), ArtifactParity("other.tflite", "tflite/int8-dynamic", threshold))
+    for i, ref in enumerate(reference):
+        example = {"index": i, "id": str(i), "text": f"text {i}"}
+        label = int(ref.argmax())
+        own.add(example, {"logits": (ref, ref + 0.05)}, label, label)
+        other.add(example, {"logits": (ref, ref * 0.4)}, label, label)
+    own_row, other_row = own.summary(90.0, "accuracy"), other.summary(90.0, "accuracy")
+    assert own_row["passed"] and own_row["reference_max_abs"] == 4.0 and own_row["max_scaled_diff"] == pytest.approx(0.05 / 4)
+    assert other_row["agreement"] == 100.0 and not other_row["passed"]
+    assert "of PyTorch's largest |value| 4" in other_row["failures"][0] and "example #0" in other_row["failures"][0]
+    assert parse_threshold_flag("max_scaled_diff=0.2") == ("*", "max_scaled_diff", 0.2)
+    with pytest.raises(UserError, match="0 or more"):
+        parse_threshold_flag("max_scaled_diff=-0.1")

@@ -47,6 +47,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is
     done = _export(tiny_classifier_dir, bundle)
     assert done.returncode == 0, done.stderr
     assert (bundle / "sentiment_fp32.tflite").is_file()
+    assert not lock_path(bundle).exists()  # the writer removes its lock file when done: nothing is left beside the bundle
 
 
 def test_two_concurrent_exports_never_both_succeed_unless_both_files_are_in_the_bundle(tiny_classifier_dir, tmp_path):
@@ -138,9 +139,9 @@ def test_runtime_calls_with_non_text_are_refused(tiny_tflite_bundle, tiny_qa_tfl
 
     runner = load_task(tiny_tflite_bundle, precision="fp32")
     for bad in (None, 5, ["a film"]):
-        with pytest.raises(NotTextError, match="must be text") as raised:
+        with pytest.raises(NotTextError, match="must be a str or UTF-8 bytes") as raised:
             runner.classify(bad)
         assert isinstance(raised.value, TypeError) and isinstance(raised.value, UserError)
     qa = load_task(tiny_qa_tflite_bundle)
-    with pytest.raises(NotTextError, match="question must be text"):
+    with pytest.raises(NotTextError, match="question must be a str or UTF-8 bytes"):
         qa.answer(None, "Some context.")

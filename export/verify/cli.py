@@ -12,7 +12,8 @@ from export.cli import bundle_log
 def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", action="append", metavar="[KIND.]FIELD=VALUE",
                         help="override a parity threshold, e.g. tflite/fp16.max_abs_diff=2e-2 or min_agreement=99.5 (all kinds); "
-                             "fields: max_abs_diff, min_agreement (percent), max_metric_gap (points); VALUE 'none' turns a check off")
+                             "fields: max_abs_diff, max_scaled_diff (max abs diff over PyTorch's largest |value|), min_agreement (percent), "
+                             "max_metric_gap (points); VALUE 'none' turns a check off")
 
 
 def add_runtimes_argument(parser: argparse.ArgumentParser) -> None:

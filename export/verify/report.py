@@ -58,13 +58,14 @@ def matrix_rows(report: dict) -> list[list[str]]:
 
 def parity_rows(report: dict) -> list[list[str]]:
     """Header plus one row per artifact and runtime, thresholds beside each measured value."""
-    rows = [["artifact", "runtime", "kind", "size", "compared", "max abs diff", "mean abs diff", "agreement %", report["metric_name"],
+    rows = [["artifact", "runtime", "kind", "size", "compared", "max abs diff", "scaled", "mean abs diff", "agreement %", report["metric_name"],
              "gap", "latency", "result"]]
     for row in report["artifacts"]:
-        t = row.get("threshold") or {"max_abs_diff": None, "min_agreement": None, "max_metric_gap": None}
+        t = {"max_abs_diff": None, "min_agreement": None, "max_metric_gap": None, "max_scaled_diff": None, **(row.get("threshold") or {})}
         size = row.get("size_bytes")
         rows.append([row["name"], row["runtime"], row["kind"], "-" if size is None else f"{size / 1e6:.2f} MB", row.get("compared") or "-",
                      _fmt(row.get("max_abs_diff"), ".2e") + _limit(t["max_abs_diff"], "g", "<="),
+                     _fmt(row.get("max_scaled_diff"), ".3f") + _limit(t["max_scaled_diff"], "g", "<="),
                      _fmt(row.get("mean_abs_diff"), ".2e"),
                      _fmt(row.get("agreement"), ".2f") + _limit(t["min_agreement"], "g", ">="),
                      _fmt(row.get("metric"), ".2f"), _fmt(row.get("metric_gap"), ".2f") + _limit(t["max_metric_gap"], "g", "<="),

@@ -11,7 +11,8 @@ parity.json layout:
    "runtimes": [{"name", "package", "version", "module", "environment", "installed"}],
    "artifacts": [one row per artifact and runtime: {"name", "file", "format", "precision", "size_bytes", "kind",
                  "runtime", "runtime_label", "status", "reason", "interpreter", "latency_ms": {"median", "p90", "examples", "threads"},
-                 "compared", "examples", "max_abs_diff", "mean_abs_diff", "agreement", "metric", "metric_gap", "threshold",
+                 "compared", "examples", "max_abs_diff", "mean_abs_diff", "reference_max_abs", "max_scaled_diff", "agreement", "metric",
+                 "metric_gap", "threshold",
                  "worst_example", "first_disagreement", "passed", "failures"}],
    "diffs": {"<file> @ <runtime>": [per-example max abs diff]}}
 A row's status: "checked" (thresholds decide `passed`), "does not load" or "fails" (failed), "not installed"
@@ -264,11 +265,13 @@ def _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, 
     if max_examples is not None and max_examples < 1:
         raise UserError(f"--max-examples must be at least 1, got {max_examples}")
     student_dir = Path(student_dir or manifest.get("student") or "")
-    mismatch = _student_mismatch(student_dir, manifest, bundle_dir, student_mismatch_ok)
+    if not student_dir.is_dir():
+        raise UserError(f"student folder {student_dir} does not exist; pass --student, the folder the bundle was exported from")
     spec = task_for_bundle(manifest, student_dir, task)
     model = ExportableBert(load_student(student_dir))
     if model.head != manifest["head"]:
         raise UserError(f"{student_dir} is a {model.head} model but {bundle_dir} is a {manifest['head']} bundle; pass the student it was exported from")
+    mismatch = _student_mismatch(student_dir, manifest, bundle_dir, student_mismatch_ok)
     table = thresholds_with(thresholds, head=manifest["head"])
     tokenizer = WordPieceTokenizer.from_manifest(bundle_dir, manifest)
     examples = spec.eval_examples(data_dir)[:max_examples]
@@ -321,8 +324,6 @@ def _student_mismatch(student_dir: Path, manifest: dict, bundle_dir: Path, allow
     """None when student_dir is the student the bundle was exported from; else refused, or (allowed) a note for the report."""
     from export.bundle import student_fingerprint
 
-    if not student_dir.is_dir():
-        raise UserError(f"student folder {student_dir} does not exist; pass --student, the folder the bundle was exported from")
     given, recorded = student_fingerprint(student_dir), manifest.get("student_sha256")
     if recorded is None or given == recorded:
         return None

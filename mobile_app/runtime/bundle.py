@@ -73,8 +73,8 @@ def check_artifact_student(bundle_dir: str | Path, manifest: dict, entry: dict) 
     try:
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             stamp = read_student_stamp(data)
-    except (OSError, ValueError) as error:
-        raise BundleError(f"{bundle_dir}: {entry['file']} cannot be read as TFLite ({error}); re-export the bundle") from None
+    except (OSError, ValueError):
+        return  # a file that is not whole is refused when an interpreter opens it, as that file's failure
     if stamp != recorded:
         raise BundleError(f"{bundle_dir}: {entry['file']} was made from another student ({(stamp or 'none recorded')[:12]}) than the "
                           f"bundle's ({recorded[:12]}): a file swapped in from another bundle; re-export the bundle")

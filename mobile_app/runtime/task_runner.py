@@ -36,7 +36,7 @@ def _check_text(**values) -> None:
     """Refuse a non-text argument of the public calls: str, or UTF-8 bytes; None only where the call allows it."""
     for name, value in values.items():
         if not isinstance(value, (str, bytes, bytearray)):
-            raise NotTextError(f"{name} must be text (str or UTF-8 bytes), got {type(value).__name__}; pass the text to run")
+            raise NotTextError(f"{name} must be a str or UTF-8 bytes, got {type(value).__name__}; pass the text itself")
 
 
 def input_fields(encoding) -> tuple[list[int], list[int], list[int]]:
