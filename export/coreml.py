@@ -20,7 +20,7 @@ from mobile_app.runtime.errors import UserError
 from export.bundle import base_manifest, staged_bundle, upsert_artifact
 from export.student_folder import check_buckets, check_labels, check_vocab_size, resolve_task, tokenizer_settings, write_labels, write_vocab
 from export.packed_words import grid_gaps
-from export.wrapper import ExportableBert, load_student
+from export.wrapper import ExportableBert, load_student, word_table
 from mobile_app.runtime.contract import (COREML_LABEL_OUTPUT, COREML_PROBABILITIES_OUTPUT, COREML_VARIANTS, INPUT_NAMES, OUTPUT_NAMES,
                                          PACKED_WORDS_PRECISIONS)
 
@@ -169,7 +169,7 @@ def export_coreml(student_dir, bundle_dir, variants=("fp16",), task: str | None 
     student_dir = Path(student_dir)
     model = load_student(student_dir)
     wrapper = ExportableBert(model)
-    gaps = grid_gaps(model.bert.embeddings.word_embeddings.weight, variants)
+    gaps = grid_gaps(word_table(model), variants)
     if gaps and len(gaps) == len(variants):
         raise UserError(f"{next(iter(gaps))} cannot be made from {student_dir}: {next(iter(gaps.values()))}; nothing was written to {bundle_dir}")
     for variant, reason in gaps.items():

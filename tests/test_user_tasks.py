@@ -151,6 +151,54 @@ def test_a_fine_tuned_model_is_exported_and_verified_as_it_is(topics_files, tmp_
     assert fp32["agreement"] == 100.0 and fp32["examples"] == 48
 
 
+def test_a_fine_tuned_distilbert_is_exported_and_verified_as_it_is(topics_files, tmp_path):
+    """A DistilBERT classifier (no token type embeddings) with the user's 4 labels: the export wrapper answers as the HF
+    model does, the files pass verify on every interpreter of the matrix, and the app's runner answers as PyTorch."""
+    import torch
+
+    from export.wrapper import ExportableBert, load_student
+    from mobile_app.runtime import load_task
+    from tests.tiny_models import make_tiny_distilbert
+
+    labels = ("how", "what", "when", "who")
+    model_dir = make_tiny_distilbert(tmp_path / "my_distilbert", labels=labels, seed=7)
+    model = load_student(model_dir)
+    wrapper = ExportableBert(model)
+    ids, mask, types = wrapper.example_inputs(32, batch=2)
+    with torch.no_grad():
+        assert torch.allclose(wrapper(ids, mask, types), model(input_ids=ids.long(), attention_mask=mask.long()).logits, atol=1e-5)
+    bundle = tmp_path / "bundles" / "question_type"
+    assert export_main(["tflite", str(model_dir), "--out", str(bundle), "--precisions", "fp32", "int8-dynamic", "--buckets", "32", "64"]) == 0
+    assert json.loads((bundle / "bundle.json").read_text())["labels"] == list(labels)
+    assert export_main(["verify", str(bundle), "--eval-file", str(topics_files[1]), "--label-column", "topic", "--runtimes", "all"]) == 0
+    rows = _parity(bundle)["artifacts"]
+    fp32 = [row for row in rows if row["precision"] == "fp32"]
+    assert len(fp32) == 4 and all(row["agreement"] == 100.0 and row["passed"] for row in fp32)
+    runner = load_task(bundle, precision="fp32")
+    question = "When did the Normans conquer England?"
+    prediction, _ = runner.classify(question)
+    encoding = runner.tokenizer.encode(question)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([encoding.input_ids]), attention_mask=torch.tensor([encoding.attention_mask])).logits[0]
+    assert prediction.label == labels[int(logits.argmax())]
+
+
+def test_a_distilbert_qa_model_answers_as_the_hf_model(tmp_path):
+    import torch
+
+    from export.wrapper import ExportableBert, load_student
+    from tests.tiny_models import make_tiny_distilbert
+
+    model = load_student(make_tiny_distilbert(tmp_path / "qa", head="qa", seed=3))
+    wrapper = ExportableBert(model)
+    assert wrapper.head == "qa"
+    ids, mask, types = wrapper.example_inputs(48, batch=2)
+    with torch.no_grad():
+        start, end = wrapper(ids, mask, types)
+        reference = model(input_ids=ids.long(), attention_mask=mask.long())
+    assert torch.allclose(start, reference.start_logits, atol=1e-5) and torch.allclose(end, reference.end_logits, atol=1e-5)
+
+
 def _demo_bundle(bundles: Path, task: str, head: str, labels, seed: int) -> None:
     from export.tflite import export_tflite
 

@@ -48,6 +48,28 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
     return out_dir
 
 
+def make_tiny_distilbert(out_dir, head: str = "classification", labels=("negative", "positive"), layers: int = 2, hidden: int = 32,
+                         heads: int = 4, intermediate: int = 64, seed: int = 0) -> Path:
+    """Save a random DistilBERT (no token type embeddings) with the real uncased vocab, as a user's fine-tuned one ships."""
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertForSequenceClassification
+
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    tokenizer = BertTokenizerFast.from_pretrained(teacher_base_dir())
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=intermediate)
+    if head == "classification":
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
+        model = DistilBertForSequenceClassification(config)
+    else:
+        model = DistilBertForQuestionAnswering(config)
+    model.eval().save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    shutil.copyfile(teacher_base_dir() / "vocab.txt", out_dir / "vocab.txt")
+    return out_dir
+
+
 def flip_middle_byte(path) -> None:
     """Corrupt a file in place the way a bad copy would, to check that tampered artifacts are refused."""
     path = Path(path)

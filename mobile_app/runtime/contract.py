@@ -8,6 +8,10 @@ from __future__ import annotations
 
 # The one head -> Hugging Face model class table (class names; `distill.heads` resolves them).
 HEAD_ARCHITECTURES = {"classification": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
+# Fine-tuned models export and verify as they are from either family (DistilBERT: no token type embeddings, so its
+# files take token_type_ids like every bundle and ignore them); students are always BERT.
+FAMILY_ARCHITECTURES = {"bert": HEAD_ARCHITECTURES,
+                        "distilbert": {"classification": "DistilBertForSequenceClassification", "qa": "DistilBertForQuestionAnswering"}}
 HEADS = tuple(HEAD_ARCHITECTURES)
 
 # Model inputs (int32, shape (1, bucket)) in the order the exported graphs take them.
