@@ -30,10 +30,7 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
     if head == "base":  # an encoder without a task head, as a pretrained checkpoint ships
         model = BertModel(config)
     elif head == "classification":
-        config.num_labels = len(labels)
-        config.id2label = dict(enumerate(labels))
-        config.label2id = {label: i for i, label in enumerate(labels)}
-        model = BertForSequenceClassification(config)
+        model = BertForSequenceClassification(_with_labels(config, labels))
     else:
         model = BertForQuestionAnswering(config)
     if word_bits:
@@ -48,6 +45,14 @@ def make_tiny_bert(out_dir, head: str = "classification", labels=("negative", "p
     return out_dir
 
 
+def _with_labels(config, labels):
+    """`config` with a classifier's labels in order."""
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    return config
+
+
 def make_tiny_distilbert(out_dir, head: str = "classification", labels=("negative", "positive"), layers: int = 2, hidden: int = 32,
                          heads: int = 4, intermediate: int = 64, seed: int = 0) -> Path:
     """Save a random DistilBERT (no token type embeddings) with the real uncased vocab, as a user's fine-tuned one ships."""
@@ -58,10 +63,7 @@ def make_tiny_distilbert(out_dir, head: str = "classification", labels=("negativ
     tokenizer = BertTokenizerFast.from_pretrained(teacher_base_dir())
     config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=intermediate)
     if head == "classification":
-        config.num_labels = len(labels)
-        config.id2label = dict(enumerate(labels))
-        config.label2id = {label: i for i, label in enumerate(labels)}
-        model = DistilBertForSequenceClassification(config)
+        model = DistilBertForSequenceClassification(_with_labels(config, labels))
     else:
         model = DistilBertForQuestionAnswering(config)
     model.eval().save_pretrained(out_dir, safe_serialization=True)
