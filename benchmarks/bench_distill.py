@@ -50,17 +50,18 @@ def row(report: dict) -> dict:
     phases = report.get("phases") or {}
     teacher, student = report["teacher"], report["student"]
     metric = report["metric"]
-    return {"task": report["task"], "metric": metric, "eval examples": report["data"]["eval_examples"],
+    per_phase = {}
+    for name in ("intermediate", "prediction"):
+        phase = phases.get(name) or {}
+        per_phase[f"{name} steps"], per_phase[f"{name} s/step"] = phase.get("steps"), _per_step(phase)
+    return {**per_phase, "task": report["task"], "metric": metric, "eval examples": report["data"]["eval_examples"],
             "train examples": report["data"]["train_examples"], "teacher was": "given" if teacher.get("given") else "fine-tuned",
             "student start": student["init"]["kind"], "precision": _precision(report, phases), "teacher": round(teacher["metrics"][metric], 2),
             "student": round(student["metrics"][metric], 2),
             "retention %": round(100 * report["retention"], 1) if report["retention"] is not None else None,
             "teacher params": teacher["parameters"], "student params": student["parameters"],
             "student MB": round(student["weights_bytes"] / 1e6, 1), "teacher fine-tune s": wall.get("teacher", 0.0),
-            "general s": wall.get("general", 0.0),
-            "intermediate steps": (phases.get("intermediate") or {}).get("steps"), "intermediate s/step": _per_step(phases.get("intermediate")),
-            "prediction steps": (phases.get("prediction") or {}).get("steps"), "prediction s/step": _per_step(phases.get("prediction")),
-            "distil s": round(wall.get("intermediate", 0) + wall.get("prediction", 0), 1),
+            "general s": wall.get("general", 0.0), "distil s": round(wall.get("intermediate", 0) + wall.get("prediction", 0), 1),
             "total s": wall["total"], "total CPU s": wall.get("cpu_total")}
 
 

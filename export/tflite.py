@@ -20,7 +20,7 @@ from tqdm import tqdm
 from distill.console import library_stdout
 from mobile_app.runtime.errors import UserError
 from export.bundle import base_manifest, staged_bundle, tool_versions, upsert_artifact
-from export.quantize import DEFAULT_MIN_RUNTIME, check_precisions, parse_min_runtime, precision_notes, profile_gap, quantize_tflite
+from export.quantize import check_precisions, parse_min_runtime, precision_notes, profile_gap, quantize_tflite
 from export.student_folder import (check_buckets, check_labels, check_vocab_size, resolve_task,
                             tokenizer_settings, write_labels, write_vocab)
 from export.packed_words import MODULE_SCOPE_REGEX, grid_gaps as word_grid_gaps
@@ -68,7 +68,7 @@ def artifact_name(task: str, precision: str) -> str:
 
 
 def _convert_all(model: ExportableBert, task: str, buckets: list[int], precisions: list[str], calibration, progress: bool,
-                 min_runtime: str = DEFAULT_MIN_RUNTIME, student_sha256: str | None = None):
+                 min_runtime: str, student_sha256: str):
     """Yield (manifest entry, .tflite bytes or None with the reason it was left out) per precision; conversion
     seconds include the shared float conversion."""
     from export.tflite_compat import inspect_tflite
@@ -94,7 +94,7 @@ def _convert_all(model: ExportableBert, task: str, buckets: list[int], precision
             with library_stdout():
                 data = quantize_tflite(source, precision, calibration, min_runtime,
                                        keep_float=(MODULE_SCOPE_REGEX,) if precision in PACKED_WORDS_PRECISIONS else (),
-                                       metadata={STUDENT_STAMP_KEY: student_sha256.encode()} if student_sha256 else None)
+                                       metadata={STUDENT_STAMP_KEY: student_sha256.encode()})
         except UserError:
             raise
         except Exception as error:  # the quantizer's own errors: name the precision that failed

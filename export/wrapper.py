@@ -52,6 +52,8 @@ class ExportableBert(nn.Module):
         self.bert = encoder_of(model)
         config = model.config
         self.distil = config.model_type == "distilbert"
+        self.layers = self.bert.transformer.layer if self.distil else self.bert.encoder.layer
+        self._layer = self._distilbert_layer if self.distil else self._bert_layer
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.mask_value = float(mask_value)
@@ -86,6 +88,12 @@ class ExportableBert(nn.Module):
         hidden = layer.sa_layer_norm(attn.out_lin(self._context(attn.q_lin, attn.k_lin, attn.v_lin, hidden, additive_mask)) + hidden)
         return layer.output_layer_norm(layer.ffn.lin2(layer.ffn.activation(layer.ffn.lin1(hidden))) + hidden)
 
+    def _pool(self, first):
+        """The classifier's input from the [CLS] state: BERT's tanh pooler, DistilBERT's ReLU pre-classifier."""
+        if self.distil:
+            return torch.relu(self.model.pre_classifier(first))
+        return torch.tanh(self.bert.pooler.dense(first))
+
     def forward(self, input_ids, attention_mask, token_type_ids):
         seq = input_ids.shape[1]
         emb = self.bert.embeddings
@@ -100,17 +108,10 @@ class ExportableBert(nn.Module):
         hidden = emb.LayerNorm(hidden)
         # (batch, 1, 1, seq): 0 where attended, MASK_VALUE where padded.
         additive_mask = (1.0 - attention_mask.to(hidden.dtype))[:, None, None, :] * self.mask_value
-        if self.distil:
-            for layer in self.bert.transformer.layer:
-                hidden = self._distilbert_layer(layer, hidden, additive_mask)
-        else:
-            for layer in self.bert.encoder.layer:
-                hidden = self._bert_layer(layer, hidden, additive_mask)
+        for layer in self.layers:
+            hidden = self._layer(layer, hidden, additive_mask)
         if self.head == "classification":
-            if self.distil:
-                return self.model.classifier(torch.relu(self.model.pre_classifier(hidden[:, 0])))
-            pooled = torch.tanh(self.bert.pooler.dense(hidden[:, 0]))
-            return self.model.classifier(pooled)
+            return self.model.classifier(self._pool(hidden[:, 0]))
         start, end = self.model.qa_outputs(hidden).split(1, dim=-1)
         return start.squeeze(-1), end.squeeze(-1)
 

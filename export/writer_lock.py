@@ -28,7 +28,6 @@ def lock_path(bundle_dir: Path) -> Path:
 @contextlib.contextmanager
 def bundle_writer(bundle_dir: str | Path, action: str = "writing"):
     """Hold the bundle's writer lock for the block, or refuse in one line naming the holder's pid."""
-
     path = lock_path(Path(bundle_dir))
     if path in _HELD:
         _HELD[path] += 1

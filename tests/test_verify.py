@@ -10,7 +10,7 @@ import pytest
 
 from mobile_app.runtime.errors import UserError
 from export.__main__ import main
-from export.verify.parity import (LOSSY_SCALED_DIFF, QA_SPAN_AGREEMENT_FLOOR, THRESHOLDS, ArtifactParity, Threshold, compared_outputs, parse_threshold_flag,
+from export.verify.parity import (QA_SPAN_AGREEMENT_FLOOR, SCALED_DIFF, THRESHOLDS, ArtifactParity, Threshold, compared_outputs, parse_threshold_flag,
                                   thresholds_with)
 
 MAIN_RUNTIME = "ai-edge-litert-2.3"  # the main environment's interpreter; the matrix is tests/test_runtime_matrix.py
@@ -80,7 +80,7 @@ def test_threshold_table_overrides_and_flags():
     assert THRESHOLDS["coreml/fp16"] == Threshold(max_abs_diff=1e-2, min_agreement=99.5)
     # QA spans: quantized kinds get the agreement floor and keep the F1 gap; exact kinds and overrides are unchanged
     qa = thresholds_with(None, head="qa")
-    assert qa["tflite/int8-dynamic"] == Threshold(min_agreement=QA_SPAN_AGREEMENT_FLOOR, max_metric_gap=1.0, max_scaled_diff=LOSSY_SCALED_DIFF)
+    assert qa["tflite/int8-dynamic"] == Threshold(min_agreement=QA_SPAN_AGREEMENT_FLOOR, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["int8"])
     assert qa["tflite/fp32"] == THRESHOLDS["tflite/fp32"] and qa["tflite/fp16"] == THRESHOLDS["tflite/fp16"]
     # Core ML fp16 computes in float16: on QA it is judged by the F1 gap, with a logit bound that still catches a broken export
     assert qa["coreml/fp16"] == Threshold(max_abs_diff=0.1, min_agreement=QA_SPAN_AGREEMENT_FLOOR, max_metric_gap=1.0)

@@ -23,6 +23,7 @@ from mobile_app.runtime.files import write_atomic
 from export.pipeline.cache import StageCache, file_hashes, key_of, module_source, stage_code, stage_inputs
 from mobile_app.runtime.bundle import read_manifest, sha256_path
 from mobile_app.runtime.contract import PARITY_JSON
+from export.writer_lock import bundle_writer
 from mobile_app.runtime.files import source_identity
 
 SUMMARY_NAME = "summary.json"
@@ -134,8 +135,6 @@ def matrix_runtimes(cfg: PipelineConfig) -> list[list]:
 
 def run_task_pipeline(task: str, cfg: PipelineConfig, stages: StageFunctions, cache: StageCache) -> dict:
     """All stages of one task, holding its bundle's writer lock throughout; returns its section of the run summary."""
-    from export.writer_lock import bundle_writer
-
     with bundle_writer(Path(cfg.bundles_dir) / task, "running the pipeline"):
         return _task_stages(task, cfg, stages, cache)
 

@@ -34,21 +34,27 @@ class Threshold:
 # student's file by 0.64 or more; int8-static's int16 activations and palettized weights move them further
 # (docs/reliability.md).
 SCALED_DIFF = {"int8": 0.25, "int8-static": 0.35, "palettize6": 0.35, "palettize4": 0.5}
-LOSSY_SCALED_DIFF = SCALED_DIFF["int8"]
+
+
+def _lossy(scaled: str) -> Threshold:
+    """A lossy kind: 99% agreement, 1 metric point, and the scaled output bound of its weight format."""
+    return Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF[scaled])
+
+
 THRESHOLDS: dict[str, Threshold] = {
     "tflite/fp32": Threshold(max_abs_diff=1e-4, min_agreement=100.0),
     "tflite/fp16": Threshold(max_abs_diff=1e-2),
-    "tflite/int8-dynamic": Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["int8"]),
-    "tflite/int8-words4": Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["int8"]),
-    "tflite/int8-static": Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["int8-static"]),
+    "tflite/int8-dynamic": _lossy("int8"),
+    "tflite/int8-words4": _lossy("int8"),
+    "tflite/int8-static": _lossy("int8-static"),
     "coreml/fp32": Threshold(max_abs_diff=1e-4, min_agreement=100.0),
     "coreml/fp16": Threshold(max_abs_diff=1e-2, min_agreement=99.5),
-    "coreml/int8": Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["int8"]),
-    "coreml/int8-words4": Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["int8"]),
-    "coreml/palettize6": Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["palettize6"]),
-    "coreml/palettize4": Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=SCALED_DIFF["palettize4"]),
+    "coreml/int8": _lossy("int8"),
+    "coreml/int8-words4": _lossy("int8"),
+    "coreml/palettize6": _lossy("palettize6"),
+    "coreml/palettize4": _lossy("palettize4"),
 }
-FALLBACK_THRESHOLD = Threshold(min_agreement=99.0, max_metric_gap=1.0, max_scaled_diff=LOSSY_SCALED_DIFF)
+FALLBACK_THRESHOLD = _lossy("int8")
 # QA agreement is over answer spans, where a one-token boundary shift counts as a miss; quantized QA models miss more
 # spans as they get better while keeping F1 within 1 point (docs/qa-parity-thresholds.md). For quantized QA
 # artifacts the F1 gap is the accuracy check; the agreement floor only guards against a broken export.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import asdict
+
+from export.verify.parity import Threshold
 
 RESULT = {"does not load": "does not load", "fails": "fails", "not installed": "not installed"}
 
@@ -61,7 +64,7 @@ def parity_rows(report: dict) -> list[list[str]]:
     rows = [["artifact", "runtime", "kind", "size", "compared", "max abs diff", "scaled", "mean abs diff", "agreement %", report["metric_name"],
              "gap", "latency", "result"]]
     for row in report["artifacts"]:
-        t = {"max_abs_diff": None, "min_agreement": None, "max_metric_gap": None, "max_scaled_diff": None, **(row.get("threshold") or {})}
+        t = {**asdict(Threshold()), **(row.get("threshold") or {})}
         size = row.get("size_bytes")
         rows.append([row["name"], row["runtime"], row["kind"], "-" if size is None else f"{size / 1e6:.2f} MB", row.get("compared") or "-",
                      _fmt(row.get("max_abs_diff"), ".2e") + _limit(t["max_abs_diff"], "g", "<="),

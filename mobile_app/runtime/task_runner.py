@@ -139,7 +139,9 @@ class TaskRunner:
         """(Prediction, latency in ms: tokenize + model + softmax). Empty text classifies [CLS][SEP]; long text is
         truncated. A sentence-pair task (bundle "text_pair") takes its second text as `text_pair`."""
         self._require("classification", "classify(text)")
-        _check_text(text=text, **({"text_pair": text_pair} if text_pair is not None or self.manifest.get("text_pair") else {}))
+        _check_text(text=text)
+        if text_pair is not None or self.manifest.get("text_pair"):
+            _check_text(text_pair=text_pair)
         run = self.run_example({"text": text, "text_pair": text_pair})
         return run.result, run.latency_ms
 
