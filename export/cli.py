@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from distill.cli_args import add_data_argument
-from export.quantize import parse_min_runtime
+from export.quantize import parse_profiles
 from mobile_app.runtime.contract import COREML_VARIANTS, DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TFLITE_NEEDS_FIELD, TFLITE_PRECISIONS
 
 
@@ -20,7 +20,7 @@ def bundle_log(args: argparse.Namespace) -> Path:
 
 
 def check_tflite(args: argparse.Namespace) -> None:
-    parse_min_runtime(args.min_runtime)
+    parse_profiles(args.min_runtime)
 
 
 def run_tflite(args: argparse.Namespace) -> int:
@@ -28,11 +28,11 @@ def run_tflite(args: argparse.Namespace) -> int:
 
     manifest = export_tflite(args.student_dir, args.out, precisions=args.precisions, task=args.task, data_dir=args.data_dir,
                              buckets=args.buckets, calibration_examples=args.calibration_examples, min_runtime=args.min_runtime)
-    print(f"{'file':<32} {'precision':<13} {'size':>10} {'seconds':>8}  needs")
+    print(f"{'file':<40} {'precision':<13} {'size':>10} {'seconds':>8}  needs")
     for entry in manifest["artifacts"]:
         if entry["format"] == "tflite":
             needs = entry.get(TFLITE_NEEDS_FIELD, {})
-            print(f"{entry['file']:<32} {entry['precision']:<13} {entry['size_bytes'] / 1e6:>8.2f}MB {entry['conversion_seconds']:>8.1f}"
+            print(f"{entry['file']:<40} {entry['precision']:<13} {entry['size_bytes'] / 1e6:>8.2f}MB {entry['conversion_seconds']:>8.1f}"
                   f"  TFLite >= {needs.get('min_runtime', '?')} ({needs.get('min_runtime_for', 'not recorded')})")
     print(f"bundle: {Path(args.out).resolve()} (task {manifest['task']}, buckets {manifest['buckets']})")
     return 0
@@ -52,10 +52,11 @@ def add_tflite_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"any of {' '.join(TFLITE_PRECISIONS)} (default: {' '.join(DEFAULT_TFLITE_PRECISIONS)})")
     add_data_argument(parser)
     parser.add_argument("--calibration-examples", type=int, default=256, metavar="N", help="train examples for int8-static (default 256)")
-    parser.add_argument("--min-runtime", metavar="VERSION", default=None,
-                        help="oldest TFLite runtime the files must run on (default 2.8, python-for-android's tflite-runtime and the "
-                             "oldest of the verify matrix; the files run on LiteRT too); 'litert' (LiteRT 2.3.0) allows per-channel "
-                             "hybrid int8 and int8-static, which profiles before 2.15 cannot have (said in one line)")
+    parser.add_argument("--min-runtime", metavar="VERSION", nargs="+", default=None,
+                        help="the runtime profiles to make files for: the oldest TFLite each file must run on (default: 2.8 "
+                             "litert). 2.8 is python-for-android's tflite-runtime and the oldest of the verify matrix; 'litert' "
+                             "(LiteRT 2.3.0) adds per-channel hybrid int8 on int8 kernels and int8-static, which profiles before "
+                             "2.15 cannot have; each interpreter opens the newest file it can run")
     parser.set_defaults(func=run_tflite, check=check_tflite, log_file=bundle_log)
     return parser
 

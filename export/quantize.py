@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from mobile_app.runtime.errors import UserError
-from mobile_app.runtime.contract import TFLITE_PRECISIONS
+from mobile_app.runtime.contract import DEFAULT_TFLITE_PROFILES, TFLITE_PRECISIONS
 from mobile_app.runtime.runtime_versions import litert_tflite_version, normalize, version_key
 
 # What each precision stores and computes, recorded in the manifest entry.
@@ -70,6 +70,14 @@ def parse_min_runtime(value: str | None) -> str:
         raise UserError(f"--min-runtime {text!r} is not a TFLite release this kit can target: give 2.0 up to {LITERT_MIN_RUNTIME} "
                         f"(the TFLite of LiteRT {LITERT_RELEASE}), or 'litert'")
     return version
+
+
+def parse_profiles(values) -> list[str]:
+    """`--min-runtime` values (one or several; default contract.DEFAULT_TFLITE_PROFILES) as full TFLite versions,
+    oldest first, each once: the profiles an export makes files for."""
+    if values is None or isinstance(values, str):
+        values = DEFAULT_TFLITE_PROFILES if values is None else [values]
+    return sorted(dict.fromkeys(parse_min_runtime(v) for v in values), key=version_key)
 
 
 def _has(min_runtime: str, op: str, version: int) -> bool:

@@ -19,6 +19,7 @@ from kivy.metrics import dp, sp
 from kivy.uix.tabbedpanel import TabbedPanel, TabbedPanelItem
 
 from mobile_app.runtime import load_task
+from mobile_app.runtime.backend_factory import on_android
 from mobile_app.runtime.bundle import BundleError, find_bundles, read_manifest
 from mobile_app.screens import BACKGROUND, AnswerScreen, ClassifyScreen, MissingBundleScreen, artifact_title
 
@@ -143,6 +144,14 @@ class DemoApp(App):
 
     def build(self):
         Window.clearcolor = BACKGROUND
+        if on_android():  # pyjnius loads the APK's Java classes only on this, the main thread
+            from mobile_app.runtime.backends import BackendUnavailableError
+            from mobile_app.runtime.litert_android import load_java_classes
+
+            try:
+                load_java_classes()
+            except BackendUnavailableError as error:  # each tab then shows why its model cannot open
+                log.error("%s", error)
         return DemoRoot(self.bundles_dir, self.start_task, self.fmt)
 
     def on_start(self):

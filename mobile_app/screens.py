@@ -57,8 +57,9 @@ def highlight_answer(passage: str, start: int, end: int, window: int = PASSAGE_W
 
 
 def artifact_title(runner) -> str:
-    """What runs, as the screens show it: backend and precision, e.g. 'tflite int8-dynamic'."""
-    return f"{runner.fmt} {runner.precision}"
+    """What runs, as the screens show it: backend, precision and the file the interpreter picked (a bundle may hold one per
+    runtime profile), e.g. 'tflite int8-dynamic · sentiment_int8-dynamic_rt2.22.tflite'."""
+    return f"{runner.fmt} {runner.precision} · {runner.artifact_name}"
 
 
 def wrapped_label(text: str = "", font_size: float = 15, color=(1, 1, 1, 1), **kwargs) -> Label:

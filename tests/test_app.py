@@ -176,7 +176,8 @@ def test_spam_tab_runs_a_tapped_example_and_the_precision_picker_switches_artifa
     run_and_wait(screen)
     reference.set_precision(other)
     assert screen.last_result.label == reference.classify(first)[0].label
-    assert screen.artifact_label.text.endswith(f"tflite {other}") and screen.status.text.startswith(f"tflite {other}")
+    assert screen.artifact_label.text == f"Model: tflite {other} · {screen.runner.artifact_name}"  # the file the interpreter picked
+    assert screen.status.text.startswith(f"tflite {other}")
     save_png(root, shots_dir, "spam.png")
 
 
@@ -346,7 +347,8 @@ def test_staged_phone_app_runs_alone_on_sliced_bundles(bundles_dir, tmp_path):
     assert "DESKTOP []" in done.stdout
     assert f"FROM {out / 'mobile_app' / '__init__.py'}" in done.stdout
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert all(r["artifact"] == "tflite int8-dynamic" for r in reports) and len(reports) == 3
+    # LiteRT opens each bundle's LiteRT-profile file, the one the default (litert) route ships
+    assert [r["artifact"] for r in reports] == [f"tflite int8-dynamic · {t}_int8-dynamic_rt2.22.tflite" for t in ("sentiment", "spam", "qa")]
 
 
 def test_staging_refuses_a_folder_without_bundles(tmp_path):

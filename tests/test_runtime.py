@@ -100,7 +100,7 @@ def test_qa_backend_trims_per_token_outputs(qa_bundle, tiny_qa_dir):
 
 def test_classify_odd_texts_never_crash(cls_bundle, tiny_classifier_dir):
     runner = load_task(cls_bundle, task="sentiment")
-    assert runner.precision == "int8-dynamic" and runner.artifact_name == "sentiment_int8-dynamic.tflite"
+    assert runner.precision == "int8-dynamic" and runner.artifact_name == "sentiment_int8-dynamic_rt2.22.tflite"  # LiteRT's file
     for text in ODD_TEXTS:
         prediction, latency_ms = runner.classify(text)
         assert isinstance(prediction, Prediction) and prediction.label in ("negative", "positive")
@@ -144,10 +144,10 @@ def test_precisions_are_listed_and_switched(cls_bundle):
     assert runner.available_precisions() == ["fp32", "int8-dynamic"]
     assert runner.artifact_name == "sentiment_fp32.tflite"
     runner.set_precision("int8-dynamic")
-    assert runner.artifact_name == "sentiment_int8-dynamic.tflite" and runner.backend.precision == "int8-dynamic"
+    assert runner.artifact_name == "sentiment_int8-dynamic_rt2.22.tflite" and runner.backend.precision == "int8-dynamic"
     with pytest.raises(BundleError, match="no tflite artifact at precision 'fp16'; it has: fp32, int8-dynamic"):
         runner.set_precision("fp16")
-    assert runner.artifact_name == "sentiment_int8-dynamic.tflite"  # a refused switch keeps the current model
+    assert runner.artifact_name == "sentiment_int8-dynamic_rt2.22.tflite"  # a refused switch keeps the current model
     with pytest.raises(BundleError, match="call classify"):
         runner.answer("q", "c")
 

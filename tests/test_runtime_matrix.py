@@ -58,19 +58,24 @@ def test_fp32_passes_on_every_runtime_with_its_latency(matrix_run):
 def test_every_row_is_a_result_and_bundle_json_records_where_each_artifact_ran(matrix_run, capsys):
     bundle, code, report = matrix_run
     for row in report["artifacts"]:
+        if row["status"] == "needs a newer runtime":  # the LiteRT profile's int8 files on old interpreters: never opened there
+            assert row["passed"] is None and not row["failures"] and "need TFLite >= " in row["reason"]
+            assert row["runtime"] != "ai-edge-litert-2.3" and row["precision"].startswith("int8")
+            continue
         assert row["status"] in ("checked", "does not load", "fails") and isinstance(row["passed"], bool)
         if not row["passed"]:
             assert row["failures"] and all(f.startswith(f"{row['name']} on {row['runtime']}: ") for f in row["failures"])
         if row["status"] == "does not load":
             assert row["failures"][0].startswith(f"{row['name']} on {row['runtime']}: does not load: ") and row["reason"]
     assert code == (0 if report["passed"] else 1)
-    assert report["passed"] == all(row["passed"] for row in report["artifacts"])
+    assert report["passed"] == all(row["passed"] for row in report["artifacts"] if row["passed"] is not None)
     manifest = json.loads((bundle / "bundle.json").read_text())
     for entry in manifest["artifacts"]:
         ran = {v["runtime"]: v for v in entry["verified_on"]}
-        assert list(ran) == list(THREE)
+        rows = {r["runtime"]: r for r in report["artifacts"] if r["name"] == entry["file"]}
+        assert list(ran) == [name for name in THREE if rows[name]["status"] != "needs a newer runtime"]
         for runtime, record in ran.items():
-            row = next(r for r in report["artifacts"] if r["name"] == entry["file"] and r["runtime"] == runtime)
+            row = rows[runtime]
             assert record["passed"] == row["passed"] and record["status"] == row["status"] and record["interpreter"] == row["interpreter"]
 
 

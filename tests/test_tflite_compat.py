@@ -70,19 +70,19 @@ def _torch_logits(student_dir: Path, bundle: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tflite28_bundle(tiny_classifier_dir, data_dir, tmp_path_factory) -> Path:
-    """The tiny classifier exported with the default profile (TFLite 2.8, python-for-android's tflite-runtime), every precision asked."""
+    """The tiny classifier exported for TFLite 2.8 alone (python-for-android's tflite-runtime), every precision asked."""
     from export.tflite import export_tflite
 
     out = tmp_path_factory.mktemp("tflite28") / "sentiment"
     export_tflite(tiny_classifier_dir, out, precisions=("fp32", "fp16", "int8-dynamic", "int8-static"), task="sentiment",
-                  data_dir=data_dir, buckets=TINY_BUCKETS, calibration_examples=24, progress=False)
+                  data_dir=data_dir, buckets=TINY_BUCKETS, calibration_examples=24, progress=False, min_runtime="2.8")
     return out
 
 
 def test_bundle_records_ops_versions_and_oldest_runtime_of_each_file(tiny_tflite_bundle):
     manifest = load_manifest(tiny_tflite_bundle)
     needs = {a["precision"]: a[TFLITE_NEEDS_FIELD] for a in manifest["artifacts"]}
-    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.22.0", "unavailable": {}}  # --min-runtime litert: LiteRT 2.3.0's TFLite
+    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.22.0", "profiles": ["2.22.0"], "unavailable": {}}  # LiteRT 2.3.0's TFLite
     for precision, need in needs.items():
         assert need["buffers"]["external"] == 0, precision  # every export keeps its weights inside the flatbuffer
         assert need == {k: v for k, v in inspect_tflite((tiny_tflite_bundle / f"sentiment_{precision}.tflite").read_bytes()).items()
@@ -181,7 +181,7 @@ def test_the_old_interpreter_really_cannot_read_external_buffers(tiny_tflite_bun
 
 def test_a_profile_that_cannot_have_a_precision_records_it_and_says_so(tflite28_bundle, capsys):
     manifest = load_manifest(tflite28_bundle)
-    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.8.0", "unavailable": {
+    assert manifest[TFLITE_PROFILE_FIELD] == {"min_runtime": "2.8.0", "profiles": ["2.8.0"], "unavailable": {
         "int8-static": "its int16 activations need RSQRT v3 (TFLite >= 2.15.0)"}}
     assert sorted(a["precision"] for a in manifest["artifacts"]) == ["fp16", "fp32", "int8-dynamic"]
     for entry in manifest["artifacts"]:

@@ -128,10 +128,15 @@ def test_checks_run_one_per_lane_at_most_slowest_first_and_rows_keep_the_job_ord
 
     from export.verify.verify import _run_jobs, _slowest_first
 
-    selected = ["litert", "old", "older"]
-    jobs = [("fp32", "litert"), ("words4", "litert"), ("words4", "old"), ("words4", "older"), ("coreml", None)]
+    from collections import namedtuple
+
+    runtime = namedtuple("runtime", "name emulated")
+    litert, old, older, arm = (runtime(n, n == "arm") for n in ("litert", "old", "older", "arm"))
+    selected = [litert, old, older, arm]
+    jobs = [("fp32", litert), ("words4", litert), ("words4", old), ("words4", older), ("coreml", None), ("words4", arm)]
     order = _slowest_first(jobs, selected)
-    assert [jobs[i] for i in order] == [("words4", "older"), ("words4", "old"), ("coreml", None), ("fp32", "litert"), ("words4", "litert")]
+    assert [jobs[i] for i in order] == [("words4", arm), ("words4", older), ("words4", old), ("coreml", None), ("fp32", litert),
+                                        ("words4", litert)]  # emulated ARM64 rows are the slowest
     started, running, peak, lock = [], 0, 0, threading.Lock()
 
     def check(job):

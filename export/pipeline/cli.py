@@ -75,7 +75,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                           skip_coreml=args.skip_coreml, force=args.force, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples, verify_max_examples=args.verify_max_examples,
                           verify_thresholds=threshold_overrides(args.threshold) or None,
-                          verify_runtimes=tuple(args.runtimes) if args.runtimes else None, verify_matrix=args.matrix)
+                          verify_runtimes=tuple(args.runtimes) if args.runtimes else None, verify_matrix=args.matrix,
+                          verify_arm_examples=args.arm_examples)
 
 
 def check_pipeline(args: argparse.Namespace) -> None:

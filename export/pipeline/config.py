@@ -47,6 +47,7 @@ class PipelineConfig:
     verify_thresholds: dict | None = None                   # passed to the verifier (tests: a threshold that must fail)
     verify_runtimes: tuple[str, ...] | None = None          # TFLite runtimes of the parity matrix; None: every installed one
     verify_matrix: str = "shipped"                          # the shipped .tflite on every runtime, the rest on the first ("all": each on each)
+    verify_arm_examples: int = 200                          # eval examples per emulated ARM64 runtime (the file the app opens there)
     latency_runs: int = 10
 
     def validate(self) -> "PipelineConfig":
@@ -72,7 +73,7 @@ class PipelineConfig:
 
         if self.verify_matrix not in MATRIX_CHOICES:
             raise UserError(f"unknown verify matrix {self.verify_matrix!r}; choose one of: {', '.join(MATRIX_CHOICES)}")
-        for name in ("max_train_examples", "max_eval_examples", "verify_max_examples"):
+        for name in ("max_train_examples", "max_eval_examples", "verify_max_examples", "verify_arm_examples"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")

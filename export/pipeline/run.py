@@ -186,7 +186,8 @@ def _task_stages(task: str, cfg: PipelineConfig, stages: StageFunctions, cache: 
 
     outcomes["verify"] = run_stage(
         cache, task, "verify", stage_inputs("verify", task, settings={"max_examples": cfg.verify_max_examples, "thresholds": cfg.verify_thresholds,
-                                                                  "runtimes": matrix_runtimes(cfg), "matrix": cfg.verify_matrix},
+                                                                  "runtimes": matrix_runtimes(cfg), "matrix": cfg.verify_matrix,
+                                                                  "arm_examples": cfg.verify_arm_examples},
                                           upstream=[outcomes["distill"].digest, *map(str, upstream)], data=data, code=code_of("verify")),
         verify_body, lambda r: r["parity_file"] is None or ((bundle_dir / PARITY_JSON).is_file() and sha256_path(bundle_dir / PARITY_JSON) == r["parity_file"]))
     outcomes["latency"] = run_stage(

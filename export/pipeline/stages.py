@@ -42,7 +42,7 @@ def verify_bundle(task: str, student_dir: Path, bundle_dir: Path, cfg: PipelineC
 
     return verify(bundle_dir, data_dir=cfg.data_dir, student_dir=student_dir, max_examples=cfg.verify_max_examples,
                   thresholds=cfg.verify_thresholds, runtimes=list(cfg.verify_runtimes) if cfg.verify_runtimes else None,
-                  matrix=cfg.verify_matrix)
+                  matrix=cfg.verify_matrix, arm_examples=cfg.verify_arm_examples)
 
 
 def measure_latency(task: str, bundle_dir: Path, cfg: PipelineConfig) -> dict[str, dict]:

@@ -21,15 +21,28 @@ def add_runtimes_argument(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--runtimes", nargs="+", metavar="NAME",
                         help=f"TFLite interpreters to run every .tflite through, each in its own environment: {', '.join(BY_NAME)}, "
-                             "or all (default: every one `make setup` installed; a missing one is marked 'not installed')")
+                             "or all (default: every one `make setup` installed; a missing one is marked 'not installed'). The "
+                             "-arm64- ones are the aarch64 builds phones run, under QEMU user mode as the CPU model in their name")
+    parser.add_argument("--arm-examples", type=_positive, default=200, metavar="N",
+                        help="eval examples each emulated ARM64 runtime runs, on the file the app opens there (default 200; "
+                             "emulation takes about 0.3 s per short example)")
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (argparse turns the ValueError into a one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 def add_matrix_argument(parser: argparse.ArgumentParser, default: str) -> None:
     from export.verify.matrix import MATRIX_CHOICES
 
     parser.add_argument("--matrix", choices=MATRIX_CHOICES, default=default,
-                        help="all: every .tflite on every runtime; shipped: the artifact the app opens by default on every "
-                             f"runtime, the other .tflite files on the first (ai-edge-litert) only (default: {default})")
+                        help="all: every .tflite on every x86-64 runtime; shipped: on each runtime the file the app opens there, "
+                             f"the other .tflite files on the first (ai-edge-litert) only (default: {default}). ARM64 runtimes "
+                             "always run only the file the app opens there")
 
 
 def check_runtime_names(names: list[str] | None) -> None:
@@ -78,7 +91,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
     report = verify_bundle(args.bundle_dir, data_dir=args.data_dir, student_dir=args.student, max_examples=args.max_examples,
                            thresholds=threshold_overrides(args.threshold), runtimes=args.runtimes,
-                           matrix=args.matrix, task=args.task_spec, student_mismatch_ok=args.student_mismatch_ok)
+                           matrix=args.matrix, task=args.task_spec, student_mismatch_ok=args.student_mismatch_ok,
+                           arm_examples=args.arm_examples)
     if report.get("student_mismatch"):
         print(f"note: proved against {args.student}, not the student the bundle was exported from (--student-mismatch-ok)")
     print(f"PyTorch student {report['metric_name']} {report['reference']['metric']:.2f} on {report['examples']} eval examples")

@@ -18,6 +18,10 @@ from mobile_app.runtime.errors import UserError
 from export.verify.runtimes import BY_NAME, RUNTIMES, WORKER_MODULE, Runtime, installed_runtimes, worker_env
 
 NOT_INSTALLED, DOES_NOT_LOAD, FAILS, CHECKED = "not installed", "does not load", "fails", "checked"
+# A file that needs a newer TFLite than the runtime's: the app never opens it there (contract.py's rule), so the row
+# neither passes nor fails, like "not installed".
+NOT_FOR_RUNTIME = "needs a newer runtime"
+NEUTRAL = (NOT_INSTALLED, NOT_FOR_RUNTIME)
 # Which .tflite files meet every runtime: all of them, or only the one the app ships (the rest: the first runtime).
 MATRIX_CHOICES = ("all", "shipped")
 WORKER_TIMEOUT_S = 3600
@@ -35,15 +39,16 @@ def select_runtimes(names: list[str] | None) -> list[Runtime]:
     return [BY_NAME[n] for n in dict.fromkeys(names)]
 
 
-def run_worker(runtime: Runtime, bundle_dir: Path, file: str, examples: list[dict], num_threads: int = 2) -> dict:
-    """The worker's result for one artifact; a worker that dies or hangs becomes {"loaded": False, "error": why}."""
+def run_worker(runtime: Runtime, bundle_dir: Path, file: str | None, examples: list[dict], num_threads: int = 2, qemu: str | None = None) -> dict:
+    """The worker's result for one artifact (an emulated runtime under QEMU build `qemu`, default the preferred one);
+    a worker that dies or hangs becomes {"loaded": False, "error": why}."""
     with tempfile.TemporaryDirectory(prefix="tinybert-verify-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request.write_text(json.dumps({"bundle_dir": str(Path(bundle_dir).resolve()), "file": file, "examples": examples,
                                        "num_threads": num_threads}), encoding="utf-8")
         try:
-            done = subprocess.run([str(runtime.python_path()), "-m", WORKER_MODULE, str(request), str(result)],
-                                  capture_output=True, text=True, env=worker_env(), timeout=WORKER_TIMEOUT_S)
+            done = subprocess.run([*runtime.command(qemu), "-m", WORKER_MODULE, str(request), str(result)],
+                                  capture_output=True, text=True, env=worker_env(runtime.python_env()), timeout=WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return {"loaded": False, "error": f"no answer within {WORKER_TIMEOUT_S} s", "interpreter": None}
         if done.returncode != 0 or not result.is_file():
@@ -61,16 +66,21 @@ def latency_summary(values: list[float], threads: int) -> dict | None:
     return {"median": float(np.median(values)), "p90": float(np.percentile(values, 90)), "examples": len(values), "threads": threads}
 
 
-def interpreter_label(found: dict | None) -> str | None:
-    return None if not found else f"{found['module']} {found['version']} (numpy {found['numpy']}, Python {found['python']})"
+def interpreter_label(found: dict | None, emulator: str | None = None) -> str | None:
+    """'ai_edge_litert 2.3.0 (numpy 2.4.6, Python 3.11.2)'; an emulated one adds its machine and emulator."""
+    if not found:
+        return None
+    machine = found.get("machine")
+    where = f", {machine}" if machine and machine != "x86_64" else ""
+    return f"{found['module']} {found['version']} (numpy {found['numpy']}, Python {found['python']}{where}{', ' + emulator if emulator else ''})"
 
 
 def unchecked_row(entry: dict, runtime: Runtime, status: str, reason: str | None, found: dict | None = None) -> dict:
     """The row of an artifact a runtime did not check: not installed (neutral) or failed before the parity check."""
-    failures = [] if status == NOT_INSTALLED else [f"{entry['file']} on {runtime.name}: {status}: {reason}"]
+    failures = [] if status in NEUTRAL else [f"{entry['file']} on {runtime.name}: {status}: {reason}"]
     return {"name": entry["file"], "runtime": runtime.name, "runtime_label": runtime.label, "status": status, "reason": reason,
             "interpreter": interpreter_label(found), "examples": 0, "latency_ms": None,
-            "passed": None if status == NOT_INSTALLED else False, "failures": failures}
+            "passed": None if status in NEUTRAL else False, "failures": failures}
 
 
 def runtime_mismatch(runtime: Runtime, found: dict | None) -> str | None:

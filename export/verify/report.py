@@ -61,12 +61,13 @@ def matrix_rows(report: dict) -> list[list[str]]:
 
 def parity_rows(report: dict) -> list[list[str]]:
     """Header plus one row per artifact and runtime, thresholds beside each measured value."""
-    rows = [["artifact", "runtime", "kind", "size", "compared", "max abs diff", "scaled", "mean abs diff", "agreement %", report["metric_name"],
-             "gap", "latency", "result"]]
+    rows = [["artifact", "runtime", "kind", "size", "examples", "compared", "max abs diff", "scaled", "mean abs diff", "agreement %",
+             report["metric_name"], "gap", "latency", "result"]]
     for row in report["artifacts"]:
         t = {**asdict(Threshold()), **(row.get("threshold") or {})}
         size = row.get("size_bytes")
-        rows.append([row["name"], row["runtime"], row["kind"], "-" if size is None else f"{size / 1e6:.2f} MB", row.get("compared") or "-",
+        rows.append([row["name"], row["runtime"], row["kind"], "-" if size is None else f"{size / 1e6:.2f} MB", str(row.get("examples") or "-"),
+                     row.get("compared") or "-",
                      _fmt(row.get("max_abs_diff"), ".2e") + _limit(t["max_abs_diff"], "g", "<="),
                      _fmt(row.get("max_scaled_diff"), ".3f") + _limit(t["max_scaled_diff"], "g", "<="),
                      _fmt(row.get("mean_abs_diff"), ".2e"),
@@ -93,6 +94,18 @@ def runtime_lines(report: dict) -> list[str]:
     return lines
 
 
+def _emulation_notes(report: dict) -> list[str]:
+    """What the ARM64 rows are and are not, and any row that needed a second emulator."""
+    emulated = [row for row in report["artifacts"] if row.get("emulator")]
+    if not emulated:
+        return []
+    lines = ["", "ARM64 rows: the aarch64 build of the interpreter under QEMU user mode on this x86-64 machine, as the CPU model "
+             "named, so its ARM kernels (NEON; dot-product where the model has it) compute the answers. Each ran only the file "
+             "the app opens on that interpreter, on the example count in its row. Their latency is the emulator's, not a phone's."]
+    lines += [f"- {row['name']} on {row['runtime']}: {row['reason']}" for row in emulated if row.get("reason")]
+    return lines
+
+
 def _threads_note(report: dict) -> str:
     threads = sorted({row["latency_ms"]["threads"] for row in report["artifacts"] if (row.get("latency_ms") or {}).get("threads")})
     if not threads:
@@ -111,7 +124,7 @@ def render_markdown(report: dict, plot_file: str | None = None) -> str:
     lines += ["## Artifact x runtime", "",
              "Each cell: the result against the same thresholds on every runtime, and the median latency of one example "
              f"(tokenize + model + post-processing) on this machine{_threads_note(report)}.", ""]
-    lines += _table(matrix_rows(report)) + ["", "Runtimes:", ""] + runtime_lines(report)
+    lines += _table(matrix_rows(report)) + ["", "Runtimes:", ""] + runtime_lines(report) + _emulation_notes(report)
     lines += ["", "## Every artifact on every runtime", ""] + _table(parity_rows(report))
     if report["failures"]:
         lines += ["", "## Failures", ""] + [f"- {f}" for f in report["failures"]]

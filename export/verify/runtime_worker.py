@@ -5,9 +5,10 @@ numpy, the standard library, mobile_app.runtime and the interpreter: it runs in 
 and no torch. It opens the artifact as the app does (`load_task`) and runs each raw example through the app's own
 `TaskRunner.run_example` (tokenize, pad, run, post-process), timed as the app's user waits for it.
 
-  python -m export.verify.runtime_worker --identify         -> {"module", "version", "numpy", "python"}
+  python -m export.verify.runtime_worker --identify         -> {"module", "version", "numpy", "python", "machine"}
   python -m export.verify.runtime_worker REQUEST RESULT     (JSON files)
-REQUEST {"bundle_dir", "file", "examples", "num_threads"}; RESULT {"interpreter", "loaded", "error", "failed_at",
+REQUEST {"bundle_dir", "file", "examples", "num_threads"} (file null: the one the app opens with this interpreter);
+RESULT {"interpreter", "file", "loaded", "error", "failed_at",
 "examples": [{"ids": [per window input ids], "outputs": [per window {name: values}], "prediction", "latency_ms"}]}.
 A file the interpreter cannot open or prepare is `loaded: false` with the reason, never a crash.
 """
@@ -31,7 +32,8 @@ def identity() -> dict:
         from importlib.metadata import version as dist_version
 
         version = dist_version(module.replace("_", "-"))
-    return {"module": module, "version": version, "numpy": numpy.__version__, "python": platform.python_version()}
+    return {"module": module, "version": version, "numpy": numpy.__version__, "python": platform.python_version(),
+            "machine": platform.machine()}
 
 
 def _reason(error: BaseException) -> str:
@@ -46,7 +48,8 @@ def run(request: dict) -> dict:
 
     result = {"interpreter": identity(), "loaded": False, "error": None, "failed_at": None, "examples": []}
     try:
-        runner = load_task(request["bundle_dir"], file=request["file"], num_threads=int(request.get("num_threads", 2)))
+        runner = load_task(request["bundle_dir"], file=request.get("file"), num_threads=int(request.get("num_threads", 2)))
+        result["file"] = runner.artifact_name
         runner.warm_up()
     except Exception as error:  # any interpreter failure is the row's reason, not the worker's end
         result["error"] = _reason(error)

@@ -3,8 +3,9 @@
 Phones do not run the desktop LiteRT the export is checked with: python-for-android's recipe builds TFLite 2.8,
 Linux boards ship tflite-runtime wheels, and those need numpy 1.x. Each row of RUNTIMES pins one interpreter,
 the Python it is built on and the folder (under the repo root) of its environment; None is the Python running
-verify. `python -m export.verify.runtimes install` (run by `make setup`) creates the side environments; on a
-user's machine a missing Python or a failed install is one line and the runtime stays "not installed", under
+verify. The ARM64 rows run the aarch64 builds phones run, under QEMU user mode as a named CPU model
+(export/verify/arm64.py). `python -m export.verify.runtimes install` (run by `make setup`) creates the side
+environments; on a user's machine a missing Python or a failed install is one line and the runtime stays "not installed", under
 CI=true it fails the setup. Standard library only: the Makefile runs this before anything else is imported.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from export.verify import arm64
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROOT_VARIABLE = "TINYBERT_RUNTIMES_DIR"  # where the side environments live (default: the repo root)
@@ -37,19 +40,60 @@ class Runtime:
     env: str | None            # environment folder under the repo root; None: the Python running verify
     requirements: tuple[str, ...] = ()
     why: str = ""
+    cpu: str | None = None     # an aarch64 build, run under QEMU user mode as this CPU model (export/verify/arm64.py)
 
     @property
     def label(self) -> str:
-        return f"{self.package} {self.version}"
+        return f"{self.package} {self.version}" + (f" aarch64 ({self.cpu})" if self.cpu else "")
+
+    @property
+    def emulated(self) -> bool:
+        return self.cpu is not None
+
+    @property
+    def tflite_version(self) -> str:
+        """The TFLite runtime version inside: what a bundle's files are picked and checked by."""
+        from mobile_app.runtime.runtime_versions import litert_tflite_version
+
+        return litert_tflite_version(self.version) if self.module == "ai_edge_litert" else self.version
 
     def env_dir(self, root: Path | None = None) -> Path | None:
         return None if self.env is None else (root or runtimes_root()) / self.env
 
+    def site_dir(self, root: Path | None = None) -> Path | None:
+        """Where an emulated runtime's aarch64 wheels are (one folder per interpreter release, shared by CPU models)."""
+        return self.env_dir(root) / f"site-{self.package}-{self.version}" if self.emulated else None
+
     def python_path(self, root: Path | None = None) -> Path:
         env = self.env_dir(root)
+        if self.emulated:
+            return arm64.userland(env) / arm64.PYTHON_IN_USERLAND
         return Path(sys.executable) if env is None else env / "bin" / "python"
 
+    def stamp_path(self, root: Path | None = None) -> Path:
+        return (self.site_dir(root) if self.emulated else self.env_dir(root)) / STAMP_NAME
 
+    def command(self, qemu: str | None = None, root: Path | None = None) -> list[str]:
+        """The argv that starts this runtime's Python: an emulated one under QEMU build `qemu` (default: the preferred
+        one installed), as its CPU model."""
+        if not self.emulated:
+            return [str(self.python_path(root))]
+        env = self.env_dir(root)
+        return arm64.command(env, qemu or self.qemus(root)[0], self.cpu)
+
+    def qemus(self, root: Path | None = None) -> list[str]:
+        """The QEMU builds installed for an emulated runtime, preferred first."""
+        return [folder for folder, _ in arm64.installed_qemus(self.env_dir(root))] if self.emulated else []
+
+    def python_env(self, root: Path | None = None) -> dict:
+        """PYTHONPATH additions of this runtime's worker: an emulated one's aarch64 site first."""
+        return {"PYTHONPATH": str(self.site_dir(root))} if self.emulated else {}
+
+
+# ARM64 rows: the aarch64 wheels in one userland, each on an ARMv8.0 core without dot-product (the Cortex-A53 of cheap
+# phones) and an ARMv8.2 core with it (Cortex-A76), which take different int8 kernels in XNNPACK.
+ARM64_ENV = ".venv-arm64"
+ARM64_WHY = "the aarch64 build phones run, under QEMU user mode"
 RUNTIMES: tuple[Runtime, ...] = (
     Runtime("ai-edge-litert-2.3", "ai-edge-litert", "2.3.0", "ai_edge_litert", "3.11", None,
             why="the desktop LiteRT of the main environment (pyproject.toml)"),
@@ -59,6 +103,12 @@ RUNTIMES: tuple[Runtime, ...] = (
             ("tflite-runtime==2.13.0", "numpy==1.24.4"), "tflite-runtime 2.13 has no Python 3.11 wheel"),
     Runtime("tflite-2.8", "tensorflow-cpu", "2.8.4", "tensorflow", "3.10", ".venv-tf28",
             ("tensorflow-cpu==2.8.4", "numpy==1.23.5"), "TFLite 2.8 as python-for-android's tflite-runtime recipe builds it"),
+    Runtime("ai-edge-litert-2.3-arm64-a53", "ai-edge-litert", "2.3.0", "ai_edge_litert", "3.11", ARM64_ENV,
+            ("ai-edge-litert==2.3.0",), ARM64_WHY, cpu="cortex-a53"),
+    Runtime("ai-edge-litert-2.3-arm64-a76", "ai-edge-litert", "2.3.0", "ai_edge_litert", "3.11", ARM64_ENV,
+            ("ai-edge-litert==2.3.0",), ARM64_WHY, cpu="cortex-a76"),
+    Runtime("tflite-runtime-2.14-arm64-a53", "tflite-runtime", "2.14.0", "tflite_runtime", "3.11", ARM64_ENV,
+            ("tflite-runtime==2.14.0", "numpy==1.24.4"), ARM64_WHY, cpu="cortex-a53"),
 )
 BY_NAME = {runtime.name: runtime for runtime in RUNTIMES}
 
@@ -75,16 +125,20 @@ def get_runtime(name: str) -> Runtime:
 
 
 def _stamp(runtime: Runtime) -> dict:
-    return {"runtime": runtime.name, "requirements": list(runtime.requirements)}
+    """What an environment was installed for (an emulated runtime's site serves every CPU model of its release)."""
+    return {"runtime": f"{runtime.package}-{runtime.version}-aarch64" if runtime.emulated else runtime.name,
+            "requirements": list(runtime.requirements)}
 
 
 def is_installed(runtime: Runtime, root: Path | None = None) -> bool:
-    """The main environment always counts; a side environment once `install` finished it for these pins."""
-    env = runtime.env_dir(root)
-    if env is None:
+    """The main environment always counts; a side environment once `install` finished it for these pins (an emulated one
+    also needs a QEMU build)."""
+    if runtime.env_dir(root) is None:
         return True
+    if runtime.emulated and not runtime.qemus(root):
+        return False
     try:
-        return runtime.python_path(root).is_file() and json.loads((env / STAMP_NAME).read_text(encoding="utf-8")) == _stamp(runtime)
+        return runtime.python_path(root).is_file() and json.loads(runtime.stamp_path(root).read_text(encoding="utf-8")) == _stamp(runtime)
     except (OSError, ValueError):
         return False
 
@@ -94,10 +148,12 @@ def installed_runtimes(root: Path | None = None) -> list[Runtime]:
 
 
 def worker_env(extra: dict | None = None) -> dict:
-    """Environment of a worker process: the repo's mobile_app and export first on its path, quiet interpreters."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
-               TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1")
-    env.update(extra or {})
+    """Environment of a worker process: the repo's mobile_app and export first on its path (after an emulated runtime's
+    aarch64 site, given as extra PYTHONPATH), quiet interpreters."""
+    extra = dict(extra or {})
+    paths = [extra.pop("PYTHONPATH", ""), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra)
     return env
 
 
@@ -121,13 +177,38 @@ def find_python(version: str) -> str | None:
     return next((c for c in candidates if c and _version_of(c) == version), None)
 
 
-def identify(python: str, timeout: float = 300) -> dict:
-    """{"module", "version", "numpy", "python"} of the interpreter a worker finds with `python`."""
-    done = subprocess.run([python, "-m", WORKER_MODULE, "--identify"], capture_output=True, text=True, env=worker_env(), timeout=timeout)
+def identify(command: str | list[str], timeout: float = 300, extra_env: dict | None = None) -> dict:
+    """{"module", "version", "numpy", "python", "machine"} of the interpreter a worker finds with `command` (a Python, or
+    the argv that starts one)."""
+    argv = [command] if isinstance(command, str) else list(command)
+    done = subprocess.run([*argv, "-m", WORKER_MODULE, "--identify"], capture_output=True, text=True, env=worker_env(extra_env),
+                          timeout=timeout)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(tail)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _install_emulated(runtime: Runtime, root: Path | None) -> str:
+    """QEMU, the aarch64 userland (shared) and this release's aarch64 wheels (one site per release)."""
+    env = runtime.env_dir(root)
+    env.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    log = env.with_name(env.name + ".log")
+    with open(log, "a", encoding="utf-8") as handle:
+        try:
+            emulation = arm64.install_emulation(env, handle)
+            if not is_installed(runtime, root):
+                arm64.install_wheels(runtime.site_dir(root), runtime.requirements, handle)
+        except arm64.NotAvailable as error:
+            raise RuntimeError(str(error)) from None
+    found = identify(runtime.command(root=root), extra_env=runtime.python_env(root))
+    if (found["module"], found["version"]) != (runtime.module, runtime.version):
+        raise RuntimeError(f"{runtime.site_dir(root)} runs {found['module']} {found['version']}, not {runtime.label}; delete it and re-run")
+    runtime.stamp_path(root).write_text(json.dumps(_stamp(runtime)), encoding="utf-8")
+    qemus = ", ".join(f"QEMU {arm64.qemu_version(arm64.qemu_path(env, q))}" for q in runtime.qemus(root))
+    return (f"installed {runtime.label} with numpy {found['numpy']} on Python {found['python']} {found.get('machine', '')} "
+            f"under {qemus} (emulation {emulation}) in {time.perf_counter() - started:.0f} s")
 
 
 def install(runtime: Runtime, root: Path | None = None) -> str:
@@ -138,6 +219,8 @@ def install(runtime: Runtime, root: Path | None = None) -> str:
         return f"{found['module']} {found['version']} in this environment"
     if is_installed(runtime, root):
         return "already installed"
+    if runtime.emulated:
+        return _install_emulated(runtime, root)
     started = time.perf_counter()
     base = find_python(runtime.python)
     if base is None:
@@ -154,7 +237,7 @@ def install(runtime: Runtime, root: Path | None = None) -> str:
     found = identify(str(runtime.python_path(root)))
     if (found["module"], found["version"]) != (runtime.module, runtime.version):
         raise RuntimeError(f"{env} runs {found['module']} {found['version']}, not {runtime.module} {runtime.version}; delete it and re-run")
-    (env / STAMP_NAME).write_text(json.dumps(_stamp(runtime)), encoding="utf-8")
+    runtime.stamp_path(root).write_text(json.dumps(_stamp(runtime)), encoding="utf-8")
     return f"installed {runtime.label} with numpy {found['numpy']} on Python {found['python']} in {time.perf_counter() - started:.0f} s"
 
 
@@ -167,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = []
     for runtime in RUNTIMES:
         if args.action == "list":
-            print(f"{runtime.name:<20} {runtime.label:<22} {'installed' if is_installed(runtime) else 'not installed'}")
+            print(f"{runtime.name:<30} {runtime.label:<36} {'installed' if is_installed(runtime) else 'not installed'}")
             continue
         try:
             print(f"runtime {runtime.name}: {install(runtime)}", flush=True)

@@ -33,8 +33,9 @@ from tqdm import tqdm
 from mobile_app.runtime.errors import UserError
 from distill.metrics import accuracy, squad_scores
 from distill.tasks import TASK_FILE, TaskSpec, demo_task_names, get_task, read_task_file
-from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, MATRIX_CHOICES, NOT_INSTALLED, check_runtime_result, latency_summary,
-                                  interpreter_label, run_worker, runtime_mismatch, select_runtimes, unchecked_row)
+from export.verify import arm64
+from export.verify.matrix import (CHECKED, DOES_NOT_LOAD, FAILS, MATRIX_CHOICES, NEUTRAL, NOT_FOR_RUNTIME, NOT_INSTALLED, check_runtime_result,
+                                  interpreter_label, latency_summary, run_worker, runtime_mismatch, select_runtimes, unchecked_row)
 from export.verify.parity import FALLBACK_THRESHOLD, ArtifactParity, compared_outputs, thresholds_with
 from export.verify.torch_reference import TorchRunner
 from export.verify.runtimes import is_installed
@@ -42,6 +43,7 @@ from export.verify.student_side import check_labels, check_tokenizer
 from export.wrapper import ExportableBert, load_student
 from export.writer_lock import bundle_writer
 from mobile_app.runtime.bundle import MANIFEST_NAME, BundleError, artifacts, default_artifact, load_manifest
+from mobile_app.runtime.runtime_versions import missing_runtime
 from mobile_app.runtime.contract import PARITY_JSON, PARITY_MD, PARITY_PNG, VERIFIED_ON
 from mobile_app.runtime.backend_factory import open_entry
 from mobile_app.runtime.task_runner import TaskRunner, input_fields, prediction_key
@@ -123,22 +125,62 @@ class _Evaluation:
         return prediction_key(self.reference.predict(self.examples[index], self.windows[index], outputs))
 
     def tally(self, entry: dict, outputs: list[list[dict]], predictions: list, runtime: str | None) -> tuple[ArtifactParity, dict]:
-        kind = artifact_kind(entry)
+        """The parity row of an artifact's outputs of the first len(outputs) examples (an emulated row sees fewer),
+        its metric gap against the reference's on those same examples."""
+        kind, count = artifact_kind(entry), len(outputs)
         tally = ArtifactParity(entry["file"], kind, self.table.get(kind, FALLBACK_THRESHOLD), runtime=runtime)
-        for index, (example, example_windows) in enumerate(zip(self.examples, self.windows)):
+        for index, (example, example_windows) in enumerate(zip(self.examples[:count], self.windows)):
             described = {"index": index, "id": example.get("id", index), "text": _snippet(example.get("question") or example.get("text", ""))}
             tally.add(described, _merged_pairs(self.spec.head, self.reference_outputs[index], outputs[index], example_windows),
                       self.reference_predictions[index], predictions[index])
-        tally.metric = _metric(self.spec, self.examples, tally.predictions)
-        return tally, tally.summary(self.reference_metric, self.spec.metric)
+        tally.metric = _metric(self.spec, self.examples[:count], tally.predictions)
+        reference = self.reference_metric if count == len(self.examples) else \
+            _metric(self.spec, self.examples[:count], self.reference_predictions[:count])
+        return tally, tally.summary(reference, self.spec.metric)
 
 
-def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime, threads: int) -> tuple[dict, list | None]:
-    """One TFLite artifact on one runtime: its parity row (and per-example diffs), or the reason it has none."""
+def _runtime_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime, threads: int, count: int) -> tuple[dict, list | None]:
+    """One TFLite artifact on one runtime, on the first `count` examples: its parity row (and per-example diffs), or the
+    reason it has none. An emulated row that fails is re-run on the other QEMU build before it counts as the kernel's."""
     if not is_installed(runtime):
         return unchecked_row(entry, runtime, NOT_INSTALLED, f"no environment {runtime.env_dir()}; run `make setup`"), None
-    result = run_worker(runtime, bundle_dir, entry["file"], evaluation.examples, num_threads=threads)
+    lacking = missing_runtime(entry, runtime.tflite_version)
+    if lacking:
+        return unchecked_row(entry, runtime, NOT_FOR_RUNTIME, f"{lacking}; the app opens another file there"), None
+    if not runtime.emulated:
+        return _worker_row(evaluation, bundle_dir, entry, runtime, threads, count, None)
+    runs = [_worker_row(evaluation, bundle_dir, entry, runtime, threads, count, qemu) for qemu in runtime.qemus()[:1]]
+    if not runs[0][0]["passed"]:
+        runs += [_worker_row(evaluation, bundle_dir, entry, runtime, threads, count, qemu) for qemu in runtime.qemus()[1:]]
+    row, diffs = next((run for run in runs if run[0]["passed"]), runs[0])
+    row["emulator_runs"] = [{"emulator": r["emulator"], "status": r["status"], "passed": r["passed"], "agreement": r.get("agreement")}
+                            for r, _ in runs]
+    if len(runs) > 1:
+        emulators = [r["emulator"] for r, _ in runs]
+        if row["passed"]:
+            row["reason"] = (f"fails on {emulators[0]} but passes on {row['emulator']}: an emulator defect, not the "
+                             f"interpreter's ARM kernels ({runs[0][0]['failures'][0] if runs[0][0]['failures'] else runs[0][0]['status']})")
+        else:
+            row["failures"] = row["failures"] + [f"{entry['file']} on {runtime.name}: fails on {' and '.join(emulators)} alike: "
+                                                 "an ARM kernel failure, not an emulator's"]
+    return row, diffs
+
+
+def _worker_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, runtime, threads: int, count: int,
+                qemu: str | None) -> tuple[dict, list | None]:
+    """One run of the runtime's worker (an emulated one under QEMU build `qemu`) and its parity row."""
+    emulator = None
+    if qemu is not None:
+        emulator = f"QEMU {arm64.qemu_version(arm64.qemu_path(runtime.env_dir(), qemu))} -cpu {runtime.cpu}"
+    result = run_worker(runtime, bundle_dir, entry["file"], evaluation.examples[:count], num_threads=threads, qemu=qemu)
     found = result.get("interpreter")
+    row, diffs = _checked_row(evaluation, entry, runtime, threads, result, found)
+    label = runtime.label if emulator is None else f"{runtime.package} {runtime.version} aarch64, {emulator}"
+    row.update(runtime_label=label, interpreter=interpreter_label(found, emulator), emulator=emulator, cpu=runtime.cpu)
+    return row, diffs
+
+
+def _checked_row(evaluation: _Evaluation, entry: dict, runtime, threads: int, result: dict, found: dict | None) -> tuple[dict, list | None]:
     mismatch = runtime_mismatch(runtime, found)
     if mismatch:
         return unchecked_row(entry, runtime, FAILS, mismatch, found), None
@@ -173,6 +215,10 @@ def _inprocess_row(evaluation: _Evaluation, bundle_dir: Path, entry: dict, progr
     return row, tally.diffs
 
 
+# examples an emulated ARM64 row runs by default: the shipped hybrid int8 file of a demo student took about 0.3 s per
+# SST-2 sentence under QEMU (benchmarks/RESULTS.md)
+DEFAULT_ARM_EXAMPLES = 200
+
 # at most this many checks at once: each old interpreter's worker holds its own TensorFlow in memory
 MAX_LANES = 4
 
@@ -195,7 +241,9 @@ def _slowest_first(jobs: list[tuple], selected: list) -> list[int]:
     runtime list) ran the same file several times slower than LiteRT, and the Core ML evaluator sits between."""
     def cost(index: int) -> int:
         runtime = jobs[index][1]
-        return 1 if runtime is None else 2 * selected.index(runtime)
+        if runtime is None:
+            return 1
+        return 2 * selected.index(runtime) + (100 if runtime.emulated else 0)
     return sorted(range(len(jobs)), key=cost, reverse=True)
 
 
@@ -235,23 +283,25 @@ def task_for_bundle(manifest: dict, student_dir: Path, given: TaskSpec | None) -
 def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, student_dir: str | Path | None = None,
                   max_examples: int | None = None, thresholds: dict | None = None, progress: bool = True,
                   runtimes: list[str] | None = None, matrix: str = "all", task: TaskSpec | None = None,
-                  student_mismatch_ok: bool = False) -> dict:
+                  student_mismatch_ok: bool = False, arm_examples: int = DEFAULT_ARM_EXAMPLES) -> dict:
     """Run the parity check on `runtimes` (names; default every installed one), write parity.json/.md/.png into the
     bundle and `verified_on` into bundle.json, and return the parity report.
 
-    `matrix`: "all" runs every .tflite on every runtime; "shipped" runs the artifact the app opens by default
-    (mobile_app.runtime.bundle.default_artifact) on every runtime and the other .tflite files on the first one only.
+    `matrix`: "all" runs every .tflite on every x86-64 runtime; "shipped" runs on each runtime the file the app opens
+    there (mobile_app.runtime.bundle.default_artifact, by its TFLite version) and the other .tflite files on the first
+    one only. A file that needs a newer TFLite than a runtime's is a neutral row there. An emulated ARM64 runtime runs
+    only the file the app opens there, on the first `arm_examples` examples (emulation is slow).
     `task`: where the eval examples are (from the verify command's data flags); default: the definition saved with
     the student, else the demo task of the bundle's name. `student_mismatch_ok`: prove the bundle against a student
     other than the one it was exported from (refused otherwise; the report then says so). Holds the bundle's writer
     lock throughout (export/writer_lock.py)."""
     with bundle_writer(bundle_dir, "verifying"):
         return _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, progress, runtimes, matrix, task,
-                              student_mismatch_ok)
+                              student_mismatch_ok, arm_examples)
 
 
 def _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, progress, runtimes, matrix, task,
-                   student_mismatch_ok) -> dict:
+                   student_mismatch_ok, arm_examples) -> dict:
     if matrix not in MATRIX_CHOICES:
         raise UserError(f"unknown matrix {matrix!r}; choose one of: {', '.join(MATRIX_CHOICES)}")
     from mobile_app.runtime.tokenizer import WordPieceTokenizer
@@ -264,6 +314,8 @@ def _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, 
         raise BundleError(f"{bundle_dir} holds no artifacts to verify; export some with `python -m export tflite`")
     if max_examples is not None and max_examples < 1:
         raise UserError(f"--max-examples must be at least 1, got {max_examples}")
+    if arm_examples < 1:
+        raise UserError(f"--arm-examples must be at least 1, got {arm_examples}")
     student_dir = Path(student_dir or manifest.get("student") or "")
     if not student_dir.is_dir():
         raise UserError(f"student folder {student_dir} does not exist; pass --student, the folder the bundle was exported from")
@@ -281,13 +333,20 @@ def _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, 
     started = time.perf_counter()
     runs = [reference.run_example(ex) for ex in tqdm(examples, desc=f"pytorch student {spec.name}", unit="ex", disable=not progress)]
     evaluation = _Evaluation(spec, reference, examples, runs, table)
-    shipped_entry = default_artifact(artifacts(manifest, "tflite")) if matrix == "shipped" else None
-    shipped = shipped_entry["file"] if shipped_entry else None
+    tflite = artifacts(manifest, "tflite")
+    # the file the app opens on each runtime (contract.py's rule, by its TFLite version)
+    shipped = {runtime.name: (default_artifact(tflite, runtime.tflite_version) or {}).get("file") for runtime in selected}
+    native = [runtime for runtime in selected if not runtime.emulated]
 
     def runtimes_of(entry: dict) -> list:
+        """Every file on every native runtime ("all") or each runtime's own file and the rest on the first; an emulated
+        runtime runs only the file the app opens there."""
         if entry.get("format") != "tflite":
             return [None]
-        return selected if shipped is None or entry["file"] == shipped else selected[:1]
+        own = [runtime for runtime in selected if shipped[runtime.name] == entry["file"]]
+        if matrix == "all":
+            return list(dict.fromkeys(native + [r for r in own if r.emulated]))
+        return list(dict.fromkeys(native[:1] + own))
 
     jobs = [(entry, runtime) for entry in entries for runtime in runtimes_of(entry)]
     lanes, threads = _lanes(len(jobs))
@@ -297,7 +356,8 @@ def _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, 
     def check(job: tuple) -> tuple[dict, list | None]:
         entry, runtime = job
         if runtime is not None:
-            row, diff = _runtime_row(evaluation, bundle_dir, entry, runtime, threads)
+            count = min(len(examples), arm_examples) if runtime.emulated else len(examples)
+            row, diff = _runtime_row(evaluation, bundle_dir, entry, runtime, threads, count)
         else:
             with in_process:
                 row, diff = _inprocess_row(evaluation, bundle_dir, entry, progress and lanes == 1)
@@ -347,7 +407,7 @@ def _json_safe(value):
 def verified_on(report: dict, file: str) -> list[dict]:
     """bundle.json's record of the runtimes one artifact ran on (not installed ones are left out)."""
     return [{k: row.get(k) for k in ("runtime", "interpreter", "status", "passed")}
-            for row in report["artifacts"] if row["name"] == file and row["status"] != NOT_INSTALLED]
+            for row in report["artifacts"] if row["name"] == file and row["status"] not in NEUTRAL]
 
 
 def write_parity(bundle_dir: Path, report: dict) -> None:

@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 
 from mobile_app.runtime.backends import Backend, CoreMLBackend, TFLiteBackend
-from mobile_app.runtime.bundle import BundleError, artifacts, default_artifact
+from mobile_app.runtime.bundle import BundleError, artifacts, choose_artifact
 
 FORMATS = ("tflite", "coreml")
 
@@ -27,8 +27,26 @@ def on_android() -> bool:
     return "ANDROID_ARGUMENT" in os.environ
 
 
-def pick_artifact(manifest: dict, fmt: str = "tflite", precision: str | None = None, file: str | None = None) -> dict:
-    """The manifest entry to run: the named file, else the requested precision, else the bundle's default."""
+def interpreter_tflite_version() -> str | None:
+    """The TFLite runtime version of the interpreter open_entry would use here (None: this machine has none): what
+    the contract's rule picks a .tflite file by."""
+    if on_android() and importlib.util.find_spec("tflite_runtime") is None:
+        from mobile_app.runtime.litert_android import LITERT_ANDROID_RELEASE
+        from mobile_app.runtime.runtime_versions import litert_tflite_version
+
+        return litert_tflite_version(LITERT_ANDROID_RELEASE)
+    from mobile_app.runtime.backends import BackendUnavailableError, find_interpreter
+
+    try:
+        return find_interpreter()[2]
+    except BackendUnavailableError:
+        return None
+
+
+def pick_artifact(manifest: dict, fmt: str = "tflite", precision: str | None = None, file: str | None = None,
+                  tflite_version: str | None = None) -> dict:
+    """The manifest entry to run: the named file, else by the contract's rule (bundle.choose_artifact) for an interpreter
+    of TFLite `tflite_version` (None: unknown, the file every interpreter runs), the requested precision or the default."""
     if fmt not in FORMATS:
         raise BundleError(f"unknown model format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     entries = artifacts(manifest, fmt)
@@ -39,13 +57,11 @@ def pick_artifact(manifest: dict, fmt: str = "tflite", precision: str | None = N
         return entry
     if not entries:
         raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact; export one with `python -m export {fmt}`")
-    if precision is None:
-        return default_artifact(entries)
-    for entry in entries:
-        if entry.get("precision") == precision:
-            return entry
-    have = ", ".join(str(e.get("precision")) for e in entries)
-    raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact at precision {precision!r}; it has: {have}")
+    entry = choose_artifact(entries, tflite_version if fmt == "tflite" else None, precision)
+    if entry is None:
+        have = ", ".join(dict.fromkeys(str(e.get("precision")) for e in entries))
+        raise BundleError(f"the {manifest.get('task')!r} bundle has no {fmt} artifact at precision {precision!r}; it has: {have}")
+    return entry
 
 
 def open_entry(bundle_dir: str | Path, manifest: dict, entry: dict, pad_id: int = 0, num_threads: int = 2,
@@ -69,5 +85,6 @@ def open_entry(bundle_dir: str | Path, manifest: dict, entry: dict, pad_id: int 
 
 def open_backend(bundle_dir: str | Path, manifest: dict, fmt: str = "tflite", precision: str | None = None, pad_id: int = 0,
                  file: str | None = None, num_threads: int = 2) -> Backend:
-    """The backend of the artifact `pick_artifact` chooses."""
-    return open_entry(bundle_dir, manifest, pick_artifact(manifest, fmt, precision, file), pad_id=pad_id, num_threads=num_threads)
+    """The backend of the artifact `pick_artifact` chooses for this machine's interpreter."""
+    version = interpreter_tflite_version() if fmt == "tflite" and file is None else None
+    return open_entry(bundle_dir, manifest, pick_artifact(manifest, fmt, precision, file, version), pad_id=pad_id, num_threads=num_threads)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mobile_app.runtime.contract import ARTIFACT_FIELDS, DEFAULT_PRECISIONS, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FIELDS, MANIFEST_NAME
+from mobile_app.runtime.contract import (ARTIFACT_FIELDS, DEFAULT_PRECISIONS, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FIELDS, MANIFEST_NAME,
+                                         TFLITE_NEEDS_FIELD)
 from mobile_app.runtime.errors import UserError
 from mobile_app.runtime.files import sha256_path
+from mobile_app.runtime.runtime_versions import missing_runtime, version_key
 
 
 class BundleError(UserError):
@@ -85,9 +87,30 @@ def artifacts(manifest: dict, fmt: str | None = None) -> list[dict]:
     return [a for a in manifest.get("artifacts", []) if fmt is None or a.get("format") == fmt]
 
 
-def default_artifact(entries: list[dict]) -> dict | None:
-    """The entry the app opens when no precision is picked: the first of DEFAULT_PRECISIONS present, else the first."""
-    return next((e for wanted in DEFAULT_PRECISIONS for e in entries if e.get("precision") == wanted), entries[0] if entries else None)
+def _needs(entry: dict) -> tuple[int, ...]:
+    return version_key((entry.get(TFLITE_NEEDS_FIELD) or {}).get("min_runtime", "0"))
+
+
+def choose_artifact(entries: list[dict], tflite_version: str | None = None, precision: str | None = None) -> dict | None:
+    """The entry a runtime opens by the contract's rule (contract.py, above ARTIFACT_PROFILE_FIELD): of the files its
+    interpreter (TFLite `tflite_version`; None: unknown) can run, the asked or default precision, its newest-needs file."""
+    def runnable(pool: list[dict]) -> list[dict]:
+        return pool if tflite_version is None else [e for e in pool if missing_runtime(e, tflite_version) is None]
+
+    if precision is None:
+        pool = runnable(entries) or entries
+        present = [e.get("precision") for e in pool]
+        precision = next((p for p in DEFAULT_PRECISIONS if p in present), present[0] if present else None)
+    same = [e for e in entries if e.get("precision") == precision]
+    if not same:
+        return None
+    pick = min if tflite_version is None else max
+    return pick(runnable(same) or same, key=_needs)  # min/max keep the first listed of equal needs
+
+
+def default_artifact(entries: list[dict], tflite_version: str | None = None) -> dict | None:
+    """The entry the app opens when no precision is picked (choose_artifact's rule)."""
+    return choose_artifact(entries, tflite_version)
 
 
 def find_bundles(bundles_dir: str | Path) -> list[Path]:

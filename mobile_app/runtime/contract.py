@@ -77,6 +77,19 @@ TFLITE_PROFILE_FIELD = "tflite_profile"
 # student distilled with its word table on the 4-bit grid; benchmarks/RESULTS.md, "Latency and size").
 DEFAULT_PRECISIONS = ("int8-words4", "int8-dynamic")
 
+# Runtime profiles a .tflite export makes by default (`--min-runtime`): the oldest TFLite the files must run on (2.8,
+# python-for-android's recipe), then LiteRT 2.3.0's, whose hybrid int8 runs on int8 kernels where the 2.8 profile's
+# dequantizes to float and computes in float (benchmarks/RESULTS.md). A later profile adds a file only where its
+# bytes differ from an earlier profile's file of the same precision, named "<task>_<precision>_rt<major.minor>.tflite".
+DEFAULT_TFLITE_PROFILES = ("2.8", "litert")
+# Each .tflite entry records the profile it was made for (a full TFLite version) under this field.
+ARTIFACT_PROFILE_FIELD = "profile"
+# THE RULE by which a runtime picks among the files of a bundle (mobile_app/runtime/bundle.py, choose_artifact), given its
+# interpreter's TFLite version: only files whose recorded needs (TFLITE_NEEDS_FIELD) that version meets are candidates
+# (none meeting: every file, so the refusal names what is missing); the precision is the one asked for, else the first
+# of DEFAULT_PRECISIONS among the candidates; of that precision's files, the one whose needs are the newest runs, since
+# a newer profile only differs where it computes on faster kernels. An unknown version (None) takes the oldest needs.
+
 
 def signature_key(bucket: int) -> str:
     """The name of a .tflite signature (and Core ML shape) that takes inputs of `bucket` tokens."""

@@ -84,7 +84,7 @@ class TaskRunner:
 
     def available_precisions(self) -> list[str]:
         """Precisions of this format's artifacts in the bundle, in manifest order."""
-        return [entry["precision"] for entry in artifacts(self.manifest, self.fmt)]
+        return list(dict.fromkeys(entry["precision"] for entry in artifacts(self.manifest, self.fmt)))
 
     def set_precision(self, precision: str) -> None:
         """Switch to the artifact of another precision (same format); an unknown one is refused with BundleError."""
