@@ -28,8 +28,8 @@ from export.student_folder import (check_buckets, check_labels, check_vocab_size
 from export.packed_words import MODULE_SCOPE_REGEX, grid_gaps as word_grid_gaps
 from export.wrapper import ExportableBert, load_student
 from mobile_app.runtime.bundle import read_manifest
-from mobile_app.runtime.contract import (ARTIFACT_PROFILE_FIELD, DEFAULT_TFLITE_PRECISIONS, LABELS_NAME, PACKED_WORDS_PRECISIONS, STUDENT_STAMP_KEY, TFLITE_NEEDS_FIELD,
-                                         TFLITE_PROFILE_FIELD, VOCAB_NAME, signature_key)
+from mobile_app.runtime.contract import (ARTIFACT_PROFILE_FIELD, DEFAULT_TFLITE_PRECISIONS, LABELS_NAME, PACKED_WORDS_PRECISIONS,
+                                         STUDENT_STAMP_KEY, TFLITE_NEEDS_FIELD, TFLITE_PROFILE_FIELD, VOCAB_NAME, signature_key)
 from mobile_app.runtime.runtime_versions import version_key
 
 DEFAULT_CALIBRATION_EXAMPLES = 256
