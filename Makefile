@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # The TFLite interpreters `python -m export verify` runs every .tflite through (export/verify/runtimes.py), each in
-# its own environment beside .venv. Idempotent (each environment keeps a stamp of its pins). A runtime this machine
+# its own environment beside .venv, and their aarch64 builds under QEMU user mode (.venv-arm64). Idempotent (each environment keeps a stamp of its pins). A runtime this machine
 # cannot get (no Python 3.10, no wheel) is one line and stays 'not installed'; under CI=true it fails the setup.
 runtimes: $(STAMP)
 	@$(BIN)/python -m export.verify.runtimes install
@@ -49,4 +49,4 @@ clean:
 	rm -rf runs bundles reports .pytest_cache
 
 clean-runtimes:
-	rm -rf .venv-tflite214 .venv-tflite213 .venv-tf28 .venv-*.log
+	rm -rf .venv-tflite214 .venv-tflite213 .venv-tf28 .venv-arm64 .venv-*.log

@@ -14,6 +14,8 @@ speed does not depend on them). ONNX Runtime dynamic int8 of the same student is
 Accuracy and agreement of the artifacts come from the bundle's parity.json (`python -m export verify BUNDLE`);
 the PyTorch student and the ONNX peer of a classification bundle are scored here on the same split.
 "App e2e" is mobile_app.runtime's TaskRunner (tokenize, run, post-process) on a real eval text of that bucket.
+Each file the app can open is marked with the interpreter that opens it (LiteRT, TFLite 2.8; contract.py's rule), and
+the file the app opens on LiteRT is compared with the ONNX Runtime peer timed in the same run.
 Targets: see TARGETS (sentiment artifact the app ships vs BERT-base and vs int8-dynamic).
 """
 from __future__ import annotations
@@ -191,21 +193,22 @@ def build_subjects(bundle: Path, bucket: int, threads: int, data_dir, onnx_dir: 
     litert_version = version("ai-edge-litert")  # the interpreter TFLiteBackend picks first
 
     entries = artifacts(manifest, "tflite")
+    opened = app_files(entries)
     e2e_examples = examples or [{"text": "a gorgeous , witty , seductive movie . " * 20}]
     for index, entry in enumerate(entries):
         backend = TFLiteBackend(bundle / entry["file"], entry, num_threads=threads, pad_id=tokenizer.pad_id)
         row = by_file.get(entry["file"], {})
         quality = {"metric": row.get("metric"), "agreement": row.get("agreement")}
-        name = entry["file"]
+        name = entry["file"] + (f" [app on {opened[entry['file']]}]" if entry["file"] in opened else "")
         subjects.append(Subject(name, f"ai-edge-litert {litert_version}", _backend_call(backend, bucket), entry["size_bytes"], **quality))
         if index == 0:  # the same file in a second interpreter: a repeatability check, not a result
             again = TFLiteBackend(bundle / entry["file"], entry, num_threads=threads, pad_id=tokenizer.pad_id)
-            subjects.append(Subject(f"{name} (2nd interpreter)", f"ai-edge-litert {litert_version}", _backend_call(again, bucket),
+            subjects.append(Subject(f"{entry['file']} (2nd interpreter)", f"ai-edge-litert {litert_version}", _backend_call(again, bucket),
                                     entry["size_bytes"], repeat=True))
         app = TaskRunner(bundle, manifest, tokenizer, backend, "tflite")
         call, what = _eval_text_for(app, spec, e2e_examples, bucket)
         notes["e2e_input"] = what
-        subjects.append(Subject(f"  app e2e, {entry['precision']}", "mobile_app.runtime", call, entry["size_bytes"], e2e=True))
+        subjects.append(Subject(f"  app e2e, {entry['file']}", "mobile_app.runtime", call, entry["size_bytes"], e2e=True))
     return subjects, notes
 
 
@@ -219,7 +222,7 @@ def run_rounds(subjects: list[Subject], rounds: int, runs: int) -> None:
 def table(subjects: list[Subject], notes: dict) -> str:
     base = next(s for s in subjects if s.name.startswith("BERT-base"))
     base_ms = statistics.median(base.rounds)
-    int8 = next((s for s in subjects if s.name.endswith("_int8-dynamic.tflite")), None)
+    int8 = next((s for s in subjects if s.name.split(" [")[0].endswith("_int8-dynamic.tflite")), None)
     int8_ms = statistics.median(int8.rounds) if int8 else None
     header = ["model", "runtime", "ms (median)", "spread", "vs BERT-base", "vs int8-dyn", "MB", "size vs BERT-base",
               notes["metric"], "agreement %"]
@@ -237,11 +240,35 @@ def table(subjects: list[Subject], notes: dict) -> str:
     return "\n".join(out)
 
 
+def app_files(entries: list[dict]) -> dict[str, str]:
+    """{file: which interpreter's app opens it} for the files the contract's rule picks on LiteRT (this machine's
+    ai-edge-litert, the version of the Android route's LiteRT) and on TFLite 2.8 (python-for-android's recipe)."""
+    from mobile_app.runtime.backend_factory import interpreter_tflite_version
+    from mobile_app.runtime.bundle import default_artifact
+
+    opened: dict[str, list[str]] = {}
+    for who, version in ((f"LiteRT (TFLite {interpreter_tflite_version()})", interpreter_tflite_version()), ("TFLite 2.8", "2.8.0")):
+        opened.setdefault(default_artifact(entries, version)["file"], []).append(who)
+    return {file: " and ".join(who) for file, who in opened.items()}
+
+
+def peer_lines(subjects: list[Subject], app_file: str) -> list[str]:
+    """The file the app opens on LiteRT against ONNX Runtime's dynamic int8 of the same student, timed in this run."""
+    ship = next((s for s in subjects if s.name.split(" [")[0] == app_file), None)
+    peer = next((s for s in subjects if s.name.startswith("ONNX Runtime")), None)
+    if ship is None or peer is None:
+        return [f"peer: {'no ONNX Runtime row' if peer is None else 'no row of ' + app_file}"]
+    ratio = statistics.median(ship.rounds) / statistics.median(peer.rounds)
+    verdict = "faster than" if ratio < 1 else "NOT faster than"
+    return [f"app's file on LiteRT ({app_file}) {statistics.median(ship.rounds):.2f} ms vs ONNX Runtime dynamic int8 "
+            f"{statistics.median(peer.rounds):.2f} ms: {ratio:.2f}x, {verdict} the peer in this run"]
+
+
 def target_lines(subjects: list[Subject], shipped: str) -> list[str]:
-    """The issue's goal/floor for the artifact the app ships by default (`shipped` precision)."""
-    by_name = {s.name: s for s in subjects}
+    """The issue's goal/floor for the artifact the app ships by default (`shipped`: its file name)."""
+    by_name = {s.name.split(" [")[0]: s for s in subjects if not s.quality.get("e2e") and not s.quality.get("repeat")}
     base = next(s for s in subjects if s.name.startswith("BERT-base"))
-    ship = next((s for n, s in by_name.items() if n.endswith(f"_{shipped}.tflite")), None)
+    ship = by_name.get(shipped)
     int8 = next((s for n, s in by_name.items() if n.endswith("_int8-dynamic.tflite")), None)
     if ship is None:
         return [f"targets: no {shipped} artifact in the bundle"]
@@ -271,14 +298,15 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (median and spread over them)")
     parser.add_argument("--runs", type=int, default=5, help="timed calls per subject per round (their median is the round's)")
     parser.add_argument("--quality-examples", type=int, help="eval examples for the PyTorch/ONNX accuracy (default: all)")
-    parser.add_argument("--ship", default=None, help="precision checked against the targets (default: the .tflite the app opens)")
+    parser.add_argument("--ship", default=None, help="precision checked against the targets and the peer (default: the one the app "
+                        "opens); its file is the one LiteRT opens, by the contract's rule")
     parser.add_argument("--out", type=Path, help="also write latency.json and latency.md here")
     parser.add_argument("--work", type=Path, help="keep the random student, its bundle and the ONNX files here for the next run")
     args = parser.parse_args(argv)
     if args.bundle and not (args.bundle / "bundle.json").is_file():
         print(f"error: {args.bundle} is not a bundle (no bundle.json); export one with `python -m export tflite`", file=sys.stderr)
         return 2
-    from mobile_app.runtime.bundle import artifacts, default_artifact
+    from mobile_app.runtime.bundle import artifacts
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine_before = machine_line()
@@ -292,8 +320,11 @@ def main(argv=None) -> int:
                                          args.quality_examples)
         run_rounds(subjects, args.rounds, args.runs)
     text = table(subjects, notes)
-    shipped = args.ship or default_artifact(artifacts(manifest, "tflite"))["precision"]
-    lines = target_lines(subjects, shipped) if notes["task"] == "sentiment" else []
+    from mobile_app.runtime.backend_factory import interpreter_tflite_version
+    from mobile_app.runtime.bundle import choose_artifact
+
+    app_file = choose_artifact(artifacts(manifest, "tflite"), interpreter_tflite_version(), args.ship)["file"]
+    lines = peer_lines(subjects, app_file) + (target_lines(subjects, app_file) if notes["task"] == "sentiment" else [])
     header = (f"{started}; task {notes['task']}, seq {bucket}, batch 1, {args.threads} thread(s), {args.rounds} interleaved rounds "
               f"x {args.runs} calls; machine at start: {machine_before}; at end: load average {os.getloadavg()[0]:.1f}\n"
               f"accuracy/agreement: artifacts from parity.json ({notes.get('parity_examples') or 'no parity.json'} eval examples), "
