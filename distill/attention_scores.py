@@ -1,4 +1,4 @@
-"""Pre-softmax attention scores and hidden states of a Hugging Face BERT, for the intermediate losses.
+"""Pre-softmax attention scores and hidden states of a Hugging Face BERT or DistilBERT, for the intermediate losses.
 
 transformers' `output_attentions` returns post-softmax probabilities, but TinyBERT matches the scores
 before the softmax. Forward hooks capture each layer's query and key projections during the normal forward
@@ -17,8 +17,34 @@ ADDITIVE_MASK_VALUE = MASK_VALUE
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
-    """The BertModel inside a task model, or the model itself when it is a bare encoder."""
-    return getattr(model, "bert", model)
+    """The encoder inside a task model (BERT's `bert`, DistilBERT's `distilbert`), or the model itself when it is one."""
+    for name in ("bert", "distilbert"):
+        if isinstance(getattr(model, name, None), nn.Module):
+            return getattr(model, name)
+    return model
+
+
+def takes_token_types(model: nn.Module) -> bool:
+    """False for DistilBERT, which has no token type embeddings and no token_type_ids argument."""
+    return getattr(getattr(model, "config", None), "model_type", "bert") != "distilbert"
+
+
+def forward_inputs(model: nn.Module, batch: dict) -> dict:
+    """The batch as `model` takes it: without token_type_ids for a DistilBERT (a teacher of either family)."""
+    return batch if takes_token_types(model) else {k: v for k, v in batch.items() if k != "token_type_ids"}
+
+
+def _layers(encoder: nn.Module):
+    """The transformer layers of a BertModel (encoder.layer) or a DistilBertModel (transformer.layer)."""
+    return encoder.encoder.layer if hasattr(encoder, "encoder") else encoder.transformer.layer
+
+
+def _query_key(layer: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """A layer's query and key projections: BERT's attention.self.query/key, DistilBERT's attention.q_lin/k_lin."""
+    attention = layer.attention
+    if hasattr(attention, "self"):
+        return attention.self.query, attention.self.key
+    return attention.q_lin, attention.k_lin
 
 
 def freeze_word_embeddings(model: nn.Module) -> None:
@@ -45,20 +71,19 @@ def forward_with_internals(model: nn.Module, batch: dict, score_layers=None) -> 
     `score_layers`: the 1-based layers whose scores are wanted (default all); the others are None, since each
     (batch, heads, seq, seq) tensor is costly and the loss reads only the mapped teacher layers."""
     encoder = encoder_of(model)
-    layers = len(encoder.encoder.layer)
+    layers = len(_layers(encoder))
     wanted = set(range(1, layers + 1) if score_layers is None else score_layers)
     captured: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
-    for index, layer in enumerate(encoder.encoder.layer):
+    for index, layer in enumerate(_layers(encoder)):
         if index + 1 not in wanted:
             continue
-        attention = layer.attention.self
-        for name in ("query", "key"):
+        for name, projection in zip(("query", "key"), _query_key(layer)):
             def hook(module, inputs, output, key=(index, name)):
                 captured[key] = output
-            handles.append(getattr(attention, name).register_forward_hook(hook))
+            handles.append(projection.register_forward_hook(hook))
     try:
-        outputs = model(**batch, output_hidden_states=True)
+        outputs = model(**forward_inputs(model, batch), output_hidden_states=True)
     finally:
         for handle in handles:
             handle.remove()

@@ -37,6 +37,8 @@ def project_teacher_embeddings(student: nn.Module, teacher: nn.Module, projectio
     s_emb, t_emb = encoder_of(student).embeddings, encoder_of(teacher).embeddings
     basis = principal_basis(t_emb.word_embeddings.weight, s_emb.word_embeddings.weight.shape[1])
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        if not hasattr(t_emb, name):  # a DistilBERT teacher has no token type table: the student keeps its own start
+            continue
         source, target = getattr(t_emb, name).weight, getattr(s_emb, name).weight
         if source.shape[0] != target.shape[0]:
             raise UserError(f"student and teacher {name} have {target.shape[0]} and {source.shape[0]} rows; they must share the vocabulary")

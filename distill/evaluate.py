@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from distill import metrics
 from distill.features import PAD_LOGIT, classification_features, collate, qa_answers, qa_eval_features
-from distill.attention_scores import encoder_of
+from distill.attention_scores import encoder_of, forward_inputs
 from distill.objectives import task_logits
 from mobile_app.runtime.qa import fitted_stride
 
@@ -27,7 +27,7 @@ def predict_logits(accelerator, model, features: list[dict], batch_size: int, de
     chunks: list[list[np.ndarray]] = []
     with torch.no_grad():
         for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True):
-            outputs = task_logits(model(**batch))
+            outputs = task_logits(model(**forward_inputs(model, batch)))
             if len(outputs) == 2:  # QA: logits per token; a window's padding, in its batch and to one width, gets PAD_LOGIT
                 padding = batch["attention_mask"] == 0
                 outputs = [F.pad(o.masked_fill(padding, PAD_LOGIT), (0, width - o.shape[-1]), value=PAD_LOGIT) for o in outputs]

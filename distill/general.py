@@ -21,7 +21,7 @@ from distill.attention_scores import freeze_word_embeddings
 from distill.objectives import IntermediateObjective
 from distill.run_folder import cached_record, publish_model_folder
 from distill.student import StudentShape, student_config
-from distill.teacher import source_identity, load_tokenizer, teacher_config
+from distill.teacher import load_base_encoder, load_tokenizer, source_identity, teacher_config
 from distill.trainer import Phase, run_phase
 
 KEY_FILE = "general_key.json"
@@ -65,7 +65,7 @@ def general_distill(accelerator, teacher_source: str, shape: StudentShape, texts
     t_config = teacher_config(teacher_source)
     tokenizer = load_tokenizer(teacher_source)
     check_weight_files(teacher_source)
-    teacher = BertModel.from_pretrained(teacher_source, use_safetensors=True, trust_remote_code=False, add_pooling_layer=False)
+    teacher = load_base_encoder(teacher_source, t_config)
     teacher.to(accelerator.device)
     config = student_config(shape, t_config, head="qa")
     config.architectures = ["BertModel"]

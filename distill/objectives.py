@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distill.attention_scores import encoder_of, forward_with_internals
+from distill.attention_scores import encoder_of, forward_inputs, forward_with_internals
 from distill.losses import attention_loss, hidden_loss, layer_mapping, prediction_loss
 
 TARGET_KEYS = ("labels", "start_positions", "end_positions")
@@ -45,7 +45,7 @@ class SupervisedObjective(nn.Module):
         self.model = model
 
     def forward(self, **batch):
-        return self.model(**batch).loss
+        return self.model(**forward_inputs(self.model, batch)).loss
 
 
 class IntermediateObjective(_WithFrozenTeacher):
@@ -87,5 +87,5 @@ class PredictionObjective(_WithFrozenTeacher):
         teacher_logits = tuple(batch[k] for k in SOFT_TARGETS if k in batch)
         if not teacher_logits:
             with torch.no_grad():
-                teacher_logits = task_logits(self.teacher(**inputs))
+                teacher_logits = task_logits(self.teacher(**forward_inputs(self.teacher, inputs)))
         return prediction_loss(task_logits(self.student(**inputs)), teacher_logits, self.temperature)

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from distill.features import FEATURE_KEYS, collate
+from distill.attention_scores import forward_inputs
 from distill.objectives import CLASSIFICATION_SOFT_TARGETS as CLASSIFICATION_KEYS, QA_SOFT_TARGETS as QA_KEYS, task_logits
 
 
@@ -24,7 +25,7 @@ def with_teacher_logits(teacher, features: list[dict], batch_size: int, pad_id: 
         for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", disable=not show, leave=False, dynamic_ncols=True):
             rows = order[start:start + batch_size]
             batch = collate([{k: features[i][k] for k in FEATURE_KEYS} for i in rows], pad_id)
-            outputs = task_logits(teacher(**{k: v.to(device) for k, v in batch.items()}))
+            outputs = task_logits(teacher(**forward_inputs(teacher, {k: v.to(device) for k, v in batch.items()})))
             keys = QA_KEYS if len(outputs) == 2 else CLASSIFICATION_KEYS
             for key, output in zip(keys, outputs):
                 values = output.float().cpu().numpy()

@@ -72,7 +72,7 @@ def student_config(shape: StudentShape, teacher_config, head: str, labels: tuple
     config = BertConfig(
         vocab_size=teacher_config.vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
-        max_position_embeddings=teacher_config.max_position_embeddings, type_vocab_size=teacher_config.type_vocab_size,
+        max_position_embeddings=teacher_config.max_position_embeddings, type_vocab_size=getattr(teacher_config, "type_vocab_size", 2),
         pad_token_id=teacher_config.pad_token_id, hidden_act="gelu", layer_norm_eps=1e-12)
     if head == "classification":
         config.num_labels = len(labels)
@@ -142,6 +142,9 @@ def teacher_layer_map(shape: StudentShape, teacher_config) -> list[int]:
     from distill.losses import layer_mapping
 
     t = teacher_config
+    if t.model_type != "bert":
+        raise UserError(f"--init {TEACHER_LAYERS} copies BERT layers into the BERT student, and the teacher is a {t.model_type!r} "
+                        "model; start the student with --init general")
     if shape.hidden > t.hidden_size or shape.intermediate > t.intermediate_size:
         raise UserError(f"--init {TEACHER_LAYERS} needs a student at most as wide as the teacher (hidden {t.hidden_size}, "
                         f"intermediate {t.intermediate_size}); pass for example --student "

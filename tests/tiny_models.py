@@ -55,8 +55,9 @@ def _with_labels(config, labels):
 
 def make_tiny_distilbert(out_dir, head: str = "classification", labels=("negative", "positive"), layers: int = 2, hidden: int = 32,
                          heads: int = 4, intermediate: int = 64, seed: int = 0) -> Path:
-    """Save a random DistilBERT (no token type embeddings) with the real uncased vocab, as a user's fine-tuned one ships."""
-    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertForSequenceClassification
+    """Save a random DistilBERT (no token type embeddings) with the real uncased vocab, as a user's fine-tuned one ships
+    ("base": an encoder without a head, whose head a distillation run fine-tunes)."""
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertForSequenceClassification, DistilBertModel
 
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
@@ -64,6 +65,9 @@ def make_tiny_distilbert(out_dir, head: str = "classification", labels=("negativ
     config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=intermediate)
     if head == "classification":
         model = DistilBertForSequenceClassification(_with_labels(config, labels))
+    elif head == "base":
+        config.architectures = ["DistilBertModel"]
+        model = DistilBertModel(config)
     else:
         model = DistilBertForQuestionAnswering(config)
     model.eval().save_pretrained(out_dir, safe_serialization=True)
