@@ -10,6 +10,7 @@ tests/test_qa_postprocess.py. Imports numpy, the standard library and mobile_app
 from __future__ import annotations
 
 import json
+import platform
 import sys
 
 import numpy as np
@@ -32,7 +33,7 @@ def _distinct_logits(n: int, seed: int) -> np.ndarray:
 
 def probe(request: dict) -> dict:
     tokenizer = WordPieceTokenizer.from_vocab(request["vocab"])
-    out = {"numpy": np.__version__}
+    out = {"numpy": np.__version__, "machine": platform.machine()}
     out["texts"] = [[tokenizer.tokenize(t), _encoding(tokenizer.encode(t, max_length=64))] for t in request["texts"]]
     out["pairs"] = [_encoding(tokenizer.encode(a, b, max_length=24)) for a, b in request["pairs"]]
     spans, windows_out = [], []

@@ -1,4 +1,4 @@
-"""The on-device runtime under numpy 1.x: the same answers in every side runtime's environment as in the main one.
+"""The on-device runtime under numpy 1.x and on aarch64: the same answers in every side runtime's environment as in the main one.
 
 kivy-ios ships numpy 1.24 and python-for-android builds TFLite 2.8 on Python 3.10, so mobile_app.runtime must
 not need numpy 2 or Python 3.11. tests/runtime_probe.py runs the tokenizer, QA windows and span search,
@@ -19,11 +19,14 @@ from tests.conftest import REPO_ROOT, side_runtime
 from tests.test_tokenizer import HARD_TEXTS
 
 PROBE = REPO_ROOT / "tests" / "runtime_probe.py"
-SIDE_RUNTIMES = [name for name, runtime in BY_NAME.items() if runtime.env is not None]
+# every side environment; of the emulated aarch64 ones, one per interpreter release (their CPU models run the same Python)
+SIDE_RUNTIMES = [name for name, runtime in BY_NAME.items() if runtime.env is not None and not runtime.emulated]
+ARM64_RUNTIMES = list({(r.package, r.version): name for name, r in reversed(BY_NAME.items()) if r.emulated}.values())
 
 
-def _probe(python, request_path) -> dict:
-    done = subprocess.run([str(python), str(PROBE), str(request_path)], capture_output=True, text=True, env=worker_env(), timeout=600)
+def _probe(command, request_path, extra_env: dict | None = None) -> dict:
+    argv = [str(command)] if not isinstance(command, list) else command
+    done = subprocess.run([*argv, str(PROBE), str(request_path)], capture_output=True, text=True, env=worker_env(extra_env), timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -49,11 +52,13 @@ def main_answers(probe_request):
     return _probe(sys.executable, probe_request)
 
 
-@pytest.mark.parametrize("name", SIDE_RUNTIMES)
-def test_runtime_gives_the_same_answers_under_numpy_1(name, probe_request, main_answers):
+@pytest.mark.parametrize("name", SIDE_RUNTIMES + ARM64_RUNTIMES)
+def test_runtime_gives_the_same_answers_under_numpy_1_and_on_aarch64(name, probe_request, main_answers):
+    """Side environments run numpy 1.x; the emulated aarch64 ones run the phone's CPU architecture (numpy as its wheel)."""
     runtime = side_runtime(name)
-    got = _probe(runtime.python_path(), probe_request)
-    assert got["numpy"].startswith("1.") and main_answers["numpy"].startswith("2.")
+    got = _probe(runtime.command(), probe_request, runtime.python_env())
+    assert main_answers["numpy"].startswith("2.") and (runtime.emulated or got["numpy"].startswith("1."))
+    assert got["machine"] == ("aarch64" if runtime.emulated else main_answers["machine"])
     for key in ("texts", "pairs", "windows", "spans", "classify", "pad", "answers", "qa_windows"):
         assert got[key] == main_answers[key], f"{key} differs under numpy {got['numpy']} ({name})"
     for ours, theirs in zip(main_answers["softmax"], got["softmax"]):
