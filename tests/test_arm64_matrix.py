@@ -50,7 +50,8 @@ def test_each_arm_row_runs_the_file_the_app_opens_there_and_passes(arm_run):
     assert rows["tflite-runtime-2.14-arm64-a53"]["name"] == COMPATIBLE  # TFLite 2.14 cannot run the LiteRT profile's
     for name, row in rows.items():
         cpu = "cortex-a76" if name.endswith("a76") else "cortex-a53"
-        assert row["status"] == "checked" and row["passed"] and row["examples"] == 20, row
+        # LiteRT rows run --arm-examples; the old interpreter's (float compute, slow under QEMU) a tenth of them
+        assert row["status"] == "checked" and row["passed"] and row["examples"] == (2 if name.startswith("tflite") else 20), row
         assert row["cpu"] == cpu and row["emulator"].startswith("QEMU 10.") and row["emulator"].endswith(f"-cpu {cpu}")
         assert "aarch64" in row["interpreter"] and f"-cpu {cpu}" in row["runtime_label"]
         assert [run["emulator"] for run in row["emulator_runs"]] == [row["emulator"]]  # passed first time: no re-run

@@ -12,7 +12,7 @@ from distill.cli_args import TASK_DATA_FLAGS, add_data_argument, add_distill_arg
 from distill.tasks import demo_task_names
 from distill.teacher_spec import local_head_labels, teachers_for
 from export.verify.cli import add_matrix_argument, add_runtimes_argument, add_threshold_argument, threshold_overrides
-from export.pipeline.config import DEFAULT_VERIFY_EXAMPLES, PipelineConfig
+from export.pipeline.config import DEFAULT_PIPELINE_ARM_EXAMPLES, DEFAULT_VERIFY_EXAMPLES, PipelineConfig
 from mobile_app.runtime.contract import COREML_VARIANTS, DEFAULT_COREML_VARIANTS, DEFAULT_TFLITE_PRECISIONS, TFLITE_PRECISIONS
 from mobile_app.runtime.errors import UserError
 
@@ -35,7 +35,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--verify-max-examples", type=int, default=DEFAULT_VERIFY_EXAMPLES, metavar="N",
                         help=f"parity on the first N eval examples (default {DEFAULT_VERIFY_EXAMPLES}; all when the split is smaller)")
     add_threshold_argument(parser)
-    add_runtimes_argument(parser)
+    add_runtimes_argument(parser, arm_examples=DEFAULT_PIPELINE_ARM_EXAMPLES)
     add_matrix_argument(parser, default="shipped")
     parser.set_defaults(func=lambda args: run_and_report(args.config), check=check_pipeline, log_file=lambda args: Path(args.out) / "export.log")
     return parser

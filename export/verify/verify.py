@@ -290,7 +290,8 @@ def verify_bundle(bundle_dir: str | Path, data_dir: str | Path | None = None, st
     `matrix`: "all" runs every .tflite on every x86-64 runtime; "shipped" runs on each runtime the file the app opens
     there (mobile_app.runtime.bundle.default_artifact, by its TFLite version) and the other .tflite files on the first
     one only. A file that needs a newer TFLite than a runtime's is a neutral row there. An emulated ARM64 runtime runs
-    only the file the app opens there, on the first `arm_examples` examples (emulation is slow).
+    only the file the app opens there, on the first `arm_examples` examples (an old interpreter's row, whose file
+    computes in float, its Runtime.example_share of them): emulation is slow.
     `task`: where the eval examples are (from the verify command's data flags); default: the definition saved with
     the student, else the demo task of the bundle's name. `student_mismatch_ok`: prove the bundle against a student
     other than the one it was exported from (refused otherwise; the report then says so). Holds the bundle's writer
@@ -356,7 +357,7 @@ def _verify_bundle(bundle_dir, data_dir, student_dir, max_examples, thresholds, 
     def check(job: tuple) -> tuple[dict, list | None]:
         entry, runtime = job
         if runtime is not None:
-            count = min(len(examples), arm_examples) if runtime.emulated else len(examples)
+            count = runtime.examples_of(len(examples), arm_examples)
             row, diff = _runtime_row(evaluation, bundle_dir, entry, runtime, threads, count)
         else:
             with in_process:
