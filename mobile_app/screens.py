@@ -141,7 +141,7 @@ class TaskScreen(Backdrop):
         self.artifact_label = Label(text="", font_size=sp(14), color=MUTED, halign="left", valign="middle")
         self.artifact_label.bind(size=lambda lbl, s: setattr(lbl, "text_size", s))
         row.add_widget(self.artifact_label)
-        self.precision_picker = Spinner(text=self.runner.precision, values=list(self.runner.available_precisions()),
+        self.precision_picker = Spinner(text=self.runner.precision, values=list(self.runner.app_choices()),
                                         size_hint_x=None, width=dp(150), font_size=sp(14))
         self.precision_picker.bind(text=self._on_precision)
         row.add_widget(self.precision_picker)

@@ -83,6 +83,13 @@ def test_a_bundle_with_only_the_compatible_file_opens_everywhere(compatible_only
     assert result["file"] == COMPATIBLE and len(result["examples"]) == 2
 
 
+def test_the_app_does_not_offer_int8_static_which_ran_slower_than_fp32(tiny_tflite_bundle):
+    runner = load_task(tiny_tflite_bundle)
+    assert "int8-static" in runner.available_precisions() and "int8-static" not in runner.app_choices()
+    runner.set_precision("int8-static")  # still opens when asked for by name
+    assert runner.app_choices()[-1] == "int8-static" and runner.artifact_name == "sentiment_int8-static.tflite"
+
+
 def test_packaging_ships_the_file_each_android_route_opens(two_profile_bundle, compatible_only_bundle, tmp_path):
     bundles = tmp_path / "bundles"
     bundles.mkdir()

@@ -77,6 +77,10 @@ TFLITE_PROFILE_FIELD = "tflite_profile"
 # student distilled with its word table on the 4-bit grid; benchmarks/RESULTS.md, "Latency and size").
 DEFAULT_PRECISIONS = ("int8-words4", "int8-dynamic")
 
+# Precisions the app's picker does not offer: int8-static's int16 activations ran slower than fp32 on every CPU it was
+# timed on (20x on an AMD EPYC, benchmarks/RESULTS.md), for a size saving only; load_task(precision=...) still opens it.
+SLOWER_THAN_FP32 = ("int8-static",)
+
 # Runtime profiles a .tflite export makes by default (`--min-runtime`): the oldest TFLite the files must run on (2.8,
 # python-for-android's recipe), then LiteRT 2.3.0's, whose hybrid int8 runs on int8 kernels where the 2.8 profile's
 # dequantizes to float and computes in float (benchmarks/RESULTS.md). A later profile adds a file only where its

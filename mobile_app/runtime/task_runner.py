@@ -17,7 +17,7 @@ from mobile_app.runtime.backends import Backend
 from mobile_app.runtime.bundle import BundleError, artifacts, load_manifest
 from mobile_app.runtime.errors import NotTextError
 from mobile_app.runtime.classify import Prediction, classify, encode_text, from_probabilities
-from mobile_app.runtime.contract import DEFAULT_MAX_ANSWER_LENGTH, OUTPUT_NAMES, PER_TOKEN_OUTPUTS, PROBABILITIES_OUTPUT
+from mobile_app.runtime.contract import DEFAULT_MAX_ANSWER_LENGTH, OUTPUT_NAMES, PER_TOKEN_OUTPUTS, PROBABILITIES_OUTPUT, SLOWER_THAN_FP32
 from mobile_app.runtime.qa import Answer, best_span, bundle_windows
 from mobile_app.runtime.tokenizer import WordPieceTokenizer
 
@@ -85,6 +85,11 @@ class TaskRunner:
     def available_precisions(self) -> list[str]:
         """Precisions of this format's artifacts in the bundle, in manifest order."""
         return list(dict.fromkeys(entry["precision"] for entry in artifacts(self.manifest, self.fmt)))
+
+    def app_choices(self) -> list[str]:
+        """The precisions the app's picker offers: the bundle's, less those slower than fp32 (contract.SLOWER_THAN_FP32)
+        unless one is what runs now."""
+        return [p for p in self.available_precisions() if p not in SLOWER_THAN_FP32 or p == self.precision]
 
     def set_precision(self, precision: str) -> None:
         """Switch to the artifact of another precision (same format); an unknown one is refused with BundleError."""
