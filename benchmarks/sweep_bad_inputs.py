@@ -406,6 +406,19 @@ class Sweep:
                     f"try:\n    r.classify({value})\nexcept TypeError as e:\n    print('error:', e, file=sys.stderr); sys.exit(2)")
             self.record(f"classify({value})", run(["-c", code, str(self.bundle)]))
 
+    def case_arm_examples_and_route(self):
+        self.record("verify --arm-examples 0", self._verify(self.bundle, "--arm-examples", "0"))
+        self.record("package --route nowhere", run(["-m", "mobile_app.package_app", "--bundles", str(self.root), "--out",
+                                                     str(self.root / "staged_nowhere"), "--route", "nowhere"]))
+        litert_only = self.root / "bundles_litert" / "sentiment"
+        made = run(["-m", "export", "tflite", str(self.student), "--out", str(litert_only), "--task", "sentiment", "--precisions",
+                    "int8-dynamic", "--buckets", *TINY_BUCKETS, "--min-runtime", "litert"], timeout=900)
+        if made.returncode:
+            self.record("package a LiteRT-only bundle for TFLite 2.8", made)
+            return
+        self.record("package a LiteRT-only bundle for TFLite 2.8", run(["-m", "mobile_app.package_app", "--bundles", str(litert_only.parent),
+                                                                       "--out", str(self.root / "staged_p4a"), "--route", "p4a-tflite-2.8"]))
+
     def cases(self):
         return [getattr(self, name) for name in dir(self) if name.startswith("case_")]
 

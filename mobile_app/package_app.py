@@ -127,12 +127,17 @@ def add_package_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--precisions", nargs="+", metavar="P",
                         help="keep only these precisions (e.g. int8-dynamic), or 'default': per task the one the app opens by "
                              "default (int8-words4 where the bundle has it, else int8-dynamic)")
-    parser.add_argument("--route", choices=tuple(ROUTES), default=DEFAULT_ROUTE,
+    parser.add_argument("--route", default=DEFAULT_ROUTE, metavar="ROUTE",
                         help="the Android interpreter the APK carries, whose TFLite picks each .tflite: litert (LiteRT Android "
                              f"{LITERT_ANDROID_RELEASE}, buildozer.spec's; the fast hybrid int8 file) or p4a-tflite-2.8 "
                              "(python-for-android's tflite-runtime recipe; the TFLite 2.8 file) (default: litert)")
-    parser.set_defaults(func=package_command)
+    parser.set_defaults(func=package_command, check=check_package)
     return parser
+
+
+def check_package(args: argparse.Namespace) -> None:
+    if args.route not in ROUTES:
+        raise UserError(f"unknown --route {args.route!r}; choose {' or '.join(ROUTES)} (the interpreter the APK carries)")
 
 
 def package_command(args: argparse.Namespace) -> int:

@@ -113,3 +113,14 @@ def test_packaging_refuses_a_file_the_route_cannot_run(tiny_classifier_dir, data
                                           r"route runs TFLite 2\.8\.0; re-export the bundle with `python -m export tflite --min-runtime 2\.8 litert`$"):
         stage_app(tmp_path / "bundles", tmp_path / "p4a", precisions=["default"], route="p4a-tflite-2.8")
     assert not (tmp_path / "p4a").exists()
+
+
+def test_an_unknown_route_and_a_zero_arm_example_count_are_one_line_errors(tmp_path, capsys):
+    from export.commands import main
+
+    assert main(["package", "--bundles", str(tmp_path), "--out", str(tmp_path / "out"), "--route", "nowhere"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: unknown --route 'nowhere'; choose litert or p4a-tflite-2.8 "
+                                               "(the interpreter the APK carries)")
+    assert main(["verify", str(tmp_path / "bundle"), "--arm-examples", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --arm-examples must be at least 1, got 0"
+    assert not (tmp_path / "out").exists()

@@ -79,7 +79,8 @@ class PipelineConfig:
         for name in ("max_train_examples", "max_eval_examples", "verify_max_examples", "verify_arm_examples"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+                flag = "arm-examples" if name == "verify_arm_examples" else name.replace("_", "-")
+                raise UserError(f"--{flag} must be a positive number, got {value}")
         if Path(self.run_dir).resolve() == Path(self.bundles_dir).resolve():
             raise UserError("--out and --bundles must be different folders (the run keeps models and cache, bundles are for the app)")
         for folder in (self.run_dir, self.bundles_dir):

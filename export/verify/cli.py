@@ -23,18 +23,18 @@ def add_runtimes_argument(parser: argparse.ArgumentParser, arm_examples: int = 2
                         help=f"TFLite interpreters to run every .tflite through, each in its own environment: {', '.join(BY_NAME)}, "
                              "or all (default: every one `make setup` installed; a missing one is marked 'not installed'). The "
                              "-arm64- ones are the aarch64 builds phones run, under QEMU user mode as the CPU model in their name")
-    parser.add_argument("--arm-examples", type=_positive, default=arm_examples, metavar="N",
+    parser.add_argument("--arm-examples", type=int, default=arm_examples, metavar="N",
                         help=f"eval examples each emulated ARM64 LiteRT row runs, on the file the app opens there (default "
                              f"{arm_examples}; the old interpreter's row, whose file computes in float, a tenth of them): under "
                              "QEMU a hybrid int8 student took about 0.6 s per SST-2 sentence")
 
 
-def _positive(text: str) -> int:
-    """An argparse type: an integer of at least 1 (argparse turns the ValueError into a one-line usage error)."""
-    value = int(text)
+def check_arm_examples(value: int) -> None:
+    """Refuse an --arm-examples below 1 in one line, before anything heavy is imported."""
+    from mobile_app.runtime.errors import UserError
+
     if value < 1:
-        raise ValueError(text)
-    return value
+        raise UserError(f"--arm-examples must be at least 1, got {value}")
 
 
 def add_matrix_argument(parser: argparse.ArgumentParser, default: str) -> None:
@@ -75,6 +75,7 @@ def threshold_overrides(flags: list[str] | None) -> dict:
 def check_verify(args: argparse.Namespace) -> None:
     """Runtime names and the eval data flags, checked before anything heavy is imported."""
     check_runtime_names(args.runtimes)
+    check_arm_examples(args.arm_examples)
     threshold_overrides(args.threshold)
     args.task_spec = None
     if any(getattr(args, flag, None) is not None for flag in TASK_DATA_FLAGS):
