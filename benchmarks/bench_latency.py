@@ -152,7 +152,10 @@ def build_subjects(bundle: Path, bucket: int, threads: int, data_dir, onnx_dir: 
     spec = get_task(manifest["task"])
     tokenizer = WordPieceTokenizer.from_manifest(bundle, manifest)
     parity = json.loads((bundle / "parity.json").read_text()) if (bundle / "parity.json").is_file() else None
-    by_file = {row["file"]: row for row in (parity or {}).get("artifacts", [])}
+    by_file: dict[str, dict] = {}
+    for row in (parity or {}).get("artifacts", []):  # a file's row on this machine's LiteRT, not an emulated ARM64 row's subset
+        if row.get("runtime") == "ai-edge-litert-2.3" or row["file"] not in by_file:
+            by_file[row["file"]] = row
     examples = spec.load(data_dir)["eval"] if data_dir else []
     notes = {"task": spec.name, "bucket": bucket, "parity_examples": parity and parity["examples"],
              "reference_metric": parity and parity["reference"]["metric"], "metric": spec.metric}
